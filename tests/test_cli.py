@@ -100,3 +100,27 @@ def test_bad_split_file_names_the_file(tmp_path):
     bad = tmp_path/'split.json'; bad.write_text('{"labelled": ["nope"]')
     r = run('run', 'supervised', '--data', 'phantom', '--smoke', '--split', str(bad), '--out', str(tmp_path/'o'))
     assert r.returncode == 2 and 'split.json' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_ct_msd_task_is_windowed_and_the_window_recorded(tmp_path):
+    "An MSD task whose dataset.json says CT is clipped to the HU window and scaled to [0, 1]; the card records it."
+    import numpy as np, nibabel as nib
+    task = tmp_path/'Task09_TinyCT'
+    (task/'imagesTr').mkdir(parents=True); (task/'labelsTr').mkdir()
+    g = np.random.default_rng(0)
+    training = []
+    for i in range(6):
+        lab = np.zeros((32, 32, 6), np.uint8); lab[8 + i:20 + i, 10:22, 1:5] = 1
+        img = np.where(lab > 0, 60.0, -1000.0) + g.normal(0, 20, lab.shape)   # organ ~60 HU in air
+        aff = np.diag([0.8, 0.8, 2.5, 1.0])
+        nib.save(nib.Nifti1Image(img.astype(np.int16), aff), task/'imagesTr'/f'ct_{i:03d}.nii.gz')
+        nib.save(nib.Nifti1Image(lab, aff), task/'labelsTr'/f'ct_{i:03d}.nii.gz')
+        training.append({'image': f'./imagesTr/ct_{i:03d}.nii.gz', 'label': f'./labelsTr/ct_{i:03d}.nii.gz'})
+    (task/'dataset.json').write_text(json.dumps({'name': 'TinyCT', 'modality': {'0': 'CT'},
+                                                 'labels': {'0': 'background', '1': 'organ'}, 'training': training}))
+    r = run('run', 'supervised', '--data', str(task), '--smoke', '--quiet', '--out', str(tmp_path/'out'))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path/'out'/'result.json').read_text())
+    assert res['preprocessing']['intensity'] == 'window' and res['preprocessing']['window'] == [-160.0, 240.0]
+    assert set(next(iter(res['per_case'].values()))) == {'organ'}
+    assert res['per_case'][res['split']['test'][0]]['organ']['hd95'] >= 0.0

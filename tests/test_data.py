@@ -1,4 +1,5 @@
 "Contracts of semicontrast.data: readers, Case validation, embedded data, phantoms, format detection."
+import os
 import re, gzip, json
 from pathlib import Path
 import numpy as np
@@ -11,7 +12,14 @@ from semicontrast.core import DataError
 from semicontrast.data import (Case, read_nifti, read_msd, msd_info, read_acdc, read_acdc_h5, read_monuseg, hippocampus_path,
                                load_hippocampus, synthetic_phantoms, DatasetInfo, detect_format, load_dataset)
 
-MONUSEG = Path(__file__).resolve().parents[1].parent/'shared'/'data'/'monuseg2018_sample'
+def _find_monuseg():
+    "The project's shared MoNuSeg sample: $SEMICONTRAST_SHARED/data/..., else ../shared next to the clone, else /work/shared."
+    rel = Path('data')/'monuseg2018_sample'
+    cands = [Path(os.environ['SEMICONTRAST_SHARED'])/rel] if os.environ.get('SEMICONTRAST_SHARED') else []
+    cands += [Path(__file__).resolve().parents[1].parent/'shared'/rel, Path('/work/shared')/rel]
+    return next((c for c in cands if c.is_dir()), cands[0])
+
+MONUSEG = _find_monuseg()
 
 
 # ---------------------------------------------------------------- helpers that write tiny datasets
@@ -224,7 +232,7 @@ def _dice(a, b):
 def test_read_monuseg_real_sample(subset):
     folder = MONUSEG/subset
     assert folder.is_dir(), (f"The MoNuSeg sample is missing: expected '{folder}' (the shared data folder next to the repository, "
-                             "../shared/data/monuseg2018_sample). Restore it; this test must not be skipped.")
+                             "../shared/data/monuseg2018_sample, or set SEMICONTRAST_SHARED). Restore it; this test must not be skipped.")
     cases = read_monuseg(folder)
     tiles = sorted(p.stem for p in (folder/'images').glob('*.tif'))
     assert [c.id for c in cases] == tiles and len(tiles) >= 2
