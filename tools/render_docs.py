@@ -292,8 +292,18 @@ _re_remote_img = re.compile(r'<img\b[^>]*\bsrc\s*=\s*["\'](' + _REMOTE + r'[^"\'
 _re_remote_frame = re.compile(r'<iframe\b[^>]*\bsrc\s*=\s*["\'](' + _REMOTE + r'[^"\']*)["\'][^>]*>.*?</iframe>', re.I | re.DOTALL)
 _re_alt = re.compile(r'\balt\s*=\s*["\']([^"\']*)["\']', re.I)
 
+_re_big_style = re.compile(r'<style[^>]*>((?:(?!</style>).){10000,})</style>', re.DOTALL)
+
+def _shared_css(css:str, out:Path) -> str:
+    "Write a large template stylesheet once to <out>/assets (named by its content hash) and link it."
+    import hashlib
+    dest = out/'assets'/f'nbconvert-{hashlib.sha1(css.encode()).hexdigest()[:10]}.css'
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True); dest.write_text(css, encoding='utf-8')
+    return f'<link rel="stylesheet" href="assets/{dest.name}">'
+
 def offline_html(page:str, out:Path) -> str:
-    "Move inline plotly.js to <out>/assets and remove or replace every tag that would load from the network."
+    "Move inline plotly.js and the template's large stylesheets to <out>/assets; remove or replace every tag that would load from the network."
     def plotly(m):
         js, ver = m.group(1), m.group(2)
         dest = out/'assets'/f'plotly-{ver}.min.js'
@@ -301,6 +311,7 @@ def offline_html(page:str, out:Path) -> str:
             dest.parent.mkdir(parents=True, exist_ok=True); dest.write_text(js, encoding='utf-8')
         return f'<script src="assets/{dest.name}"></script>'
     page = _re_plotlyjs.sub(plotly, page)
+    page = _re_big_style.sub(lambda m: _shared_css(m.group(1), out), page)   # the template's CSS, once per site
     page = _re_remote_script.sub('', page)          # plotly's per-figure MathJax CDN tag, and the like
     page = _re_remote_link.sub('', page)
     def img(m):
