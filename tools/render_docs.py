@@ -292,7 +292,7 @@ _re_remote_img = re.compile(r'<img\b[^>]*\bsrc\s*=\s*["\'](' + _REMOTE + r'[^"\'
 _re_remote_frame = re.compile(r'<iframe\b[^>]*\bsrc\s*=\s*["\'](' + _REMOTE + r'[^"\']*)["\'][^>]*>.*?</iframe>', re.I | re.DOTALL)
 _re_alt = re.compile(r'\balt\s*=\s*["\']([^"\']*)["\']', re.I)
 
-_re_big_style = re.compile(r'<style[^>]*>((?:(?!</style>).){10000,})</style>', re.DOTALL)
+_re_big_style = re.compile(r'<style[^>]*>((?:(?!</style>).){4000,})</style>', re.DOTALL)  # template + code-highlight CSS
 
 def _shared_css(css:str, out:Path) -> str:
     "Write a large template stylesheet once to <out>/assets (named by its content hash) and link it."
