@@ -101,7 +101,7 @@ def test_finetune_stage_shares_the_given_encoder(cases, tmp_path):
     assert isinstance(learn.model, TwoStreamUNet) and learn.model.encoder is enc
     assert (learn.model.decoder_a.up, learn.model.decoder_b.up) == ('transpose', 'bilinear')
     cons = learn.cbs.filter(lambda c: isinstance(c, TwoStreamConsistency))
-    assert len(cons) == 1 and cons[0].rampup_iters is None and cons[0].cps_weight == 0.1
+    assert len(cons) == 1 and cons[0].rampup_iters is None and cons[0].cps_weight == 0.1 and cons[0].split_bn
     # from a file: a new module with the saved weights
     save_encoder(enc, tmp_path/'e.pth')
     learn2 = ideal_learner(dls, n_classes=3, encoder=tmp_path/'e.pth')

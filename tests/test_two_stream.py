@@ -194,3 +194,49 @@ def test_ema_in_training_loop():
     with learn.no_logging(): learn.fit(1)
     assert chk.n == 4
     assert not any(p.requires_grad for p in tgt.parameters())
+
+
+# ---------------------------------------------------------------- BatchNorm groups (labelled / unlabelled apart)
+def test_bn_groups_normalise_each_group_on_its_own():
+    torch.manual_seed(0)
+    net = TwoStreamUNet(n_classes=3, base=4, depth=3, dropout=0.0).train()
+    x = torch.randn(5, 1, 32, 32)
+    g = torch.tensor([False, True, True, False, True])
+    with torch.no_grad():
+        net.bn_groups = g
+        la, lb = net.streams(x)
+        net.bn_groups = None
+        ref_l, ref_u = net.streams(x[g]), net.streams(x[~g])
+        whole = net.streams(x)
+    for s in (0, 1):
+        torch.testing.assert_close((la, lb)[s][g], ref_l[s], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close((la, lb)[s][~g], ref_u[s], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(la, whole[0], atol=1e-3)
+    with torch.no_grad():   # evaluation ignores the groups: running statistics
+        net.eval(); net.bn_groups = g; e1 = net.streams(x)[0]; net.bn_groups = None; e2 = net.streams(x)[0]
+    torch.testing.assert_close(e1, e2, rtol=0, atol=0)
+    net.train(); net.bn_groups = torch.ones(3, dtype=torch.bool)
+    with pytest.raises(ValueError, match='bn_groups'): net.streams(x)
+
+
+class SeeGroups(Callback):
+    order = 6
+    def __init__(self): self.seen = []
+    def after_pred(self):
+        if self.training: self.seen.append((self.learn.model.bn_groups.clone(), self.yb[0].clone()))
+
+
+@pytest.mark.parametrize('split_bn', [True, False])
+def test_consistency_callback_sets_groups_from_labelled_items(split_bn):
+    cases = synthetic_phantoms(n=6, shape=(6, 32, 32), n_classes=3, seed=1)
+    dls = two_stream_dls(cases[:2], cases[2:4], cases[4:], Preprocess(size=(32, 32)), bs_labelled=4, bs_unlabelled=4, seed=0)
+    see = SeeGroups() if split_bn else None
+    learn = Learner(dls, TwoStreamUNet(n_classes=3, base=4, depth=3), loss_func=DiceCELoss(), opt_func=SGD, lr=1e-2,
+                    cbs=[TwoStreamConsistency(split_bn=split_bn)] + ([see] if see else []))
+    with learn.no_logging(): learn.fit(1)
+    if split_bn:
+        assert len(see.seen) == len(dls.train)
+        for g, y in see.seen:
+            assert g.tolist() == [True] * 4 + [False] * 4
+            assert g.tolist() == (y != IGNORE_INDEX).flatten(1).any(1).tolist()
+    assert learn.model.bn_groups is None   # cleared after every batch
