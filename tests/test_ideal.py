@@ -169,3 +169,10 @@ def test_pretrain_epochs_is_refused_for_methods_without_pretraining(tmp_path):
     r = subprocess.run([str(_SCRIPT), 'run', 'supervised', '--smoke', '--pretrain-epochs', '3', '--out', str(tmp_path/'x')],
                        capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 2 and '--pretrain-epochs' in r.stderr and not (tmp_path/'x'/'result.json').exists()
+
+
+def test_ideal_without_unlabelled_cases_stops_before_pretraining(tmp_path):
+    r = subprocess.run([str(_SCRIPT), 'run', 'ideal', '--data', 'phantom', '--smoke', '--unlabeled', '0', '--quiet',
+                        '--out', str(tmp_path/'x')], capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 2 and 'unlabelled' in r.stderr and '--unlabeled' in r.stderr
+    assert not (tmp_path/'x'/'encoder.pth').exists() and not (tmp_path/'x'/'result.json').exists()
