@@ -146,17 +146,17 @@ ENV = dict(os.environ, OMP_NUM_THREADS='2')
 
 def test_semicontrast_run_ideal_smoke(tmp_path):
     out = tmp_path/'ideal'
-    r = subprocess.run([str(_SCRIPT), 'run', 'ideal', '--data', 'hippocampus', '--smoke', '--quiet', '--out', str(out)],
-                       capture_output=True, text=True, env=ENV, timeout=600)
-    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(_SCRIPT), 'run', 'ideal', '--data', 'hippocampus', '--smoke', '--quiet', '--pretrain-epochs', '2',
+                        '--out', str(out)], capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 0, r.stderr     # --pretrain-epochs is accepted by a method with a pre-training stage
     res = json.loads((out/'result.json').read_text())
-    assert res['method'] == 'ideal' and res['config']['pretrain_epochs'] == 1
-    assert len(res['pretrain']['history']) == 1 and res['pretrain']['encoder'] == 'encoder.pth'
+    assert res['method'] == 'ideal' and res['config']['pretrain_epochs'] == 2
+    assert len(res['pretrain']['history']) == 2 and res['pretrain']['encoder'] == 'encoder.pth'
     assert res['finetune']['steps'] >= res['finetune']['supervised_steps'] >= 1
     assert set(res['per_case']) == set(res['split']['test'])
     assert 0 <= res['mean']['dice'] <= 1
     enc = load_encoder(out/'encoder.pth')
-    assert enc.widths == (8, 16, 32, 64, 128) and enc.meta['pretrain_epochs'] == 1
+    assert enc.widths == (8, 16, 32, 64, 128) and enc.meta['pretrain_epochs'] == 2
     # the saved two-stream model loads into the architecture the card describes
     m = TwoStreamUNet(n_classes=res['dataset']['n_classes'], base=8, depth=4)
     m.load_state_dict(torch.load(out/'model.pth', weights_only=True))

@@ -6,6 +6,8 @@ import pytest
 from nbclient import NotebookClient
 
 TUTORIALS = sorted((Path(__file__).resolve().parents[1]/'tutorials').glob('*.ipynb'))
+# lines a tutorial must print in smoke mode: the parts that run on data beside the embedded set
+MUST_PRINT = {'02_mscs': ['MoNuSeg (monuseg2018_sample): ']}   # the shared MoNuSeg sample (tests/test_data.py requires it too)
 
 
 def test_there_are_tutorials():
@@ -22,5 +24,6 @@ def test_tutorial_executes_in_smoke_mode(path, monkeypatch):
     assert not [o for o in outputs if o.get('output_type') == 'error']
     text = ''.join(o.get('text', '') for o in outputs if o.get('output_type') == 'stream')
     assert 'run size: smoke' in text
+    for line in MUST_PRINT.get(path.stem, []): assert line in text, f'{path.name} did not print {line!r}'
     plotly = [o for o in outputs if 'application/vnd.plotly.v1+json' in o.get('data', {})]
     assert len(plotly) >= 3, 'the tutorial should display its plotly figures'
