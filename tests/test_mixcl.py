@@ -120,7 +120,9 @@ def test_semicontrast_run_mixcl_and_identity_smoke(tmp_path, method, extra):
     assert 'Loss terms per epoch (pretrain)' in (out/'report.html').read_text()
 
 
-def test_pool_is_refused_for_other_methods(tmp_path):
-    r = subprocess.run([str(_SCRIPT), 'run', 'supervised', '--smoke', '--pool', 'phantom', '--out', str(tmp_path/'x')],
+@pytest.mark.parametrize('args,needle', [(['supervised', '--pool', 'phantom'], '--pool'),
+                                         (['mixcl', '--pool', 'hippocampus'], 'test patients would be pre-trained on')])
+def test_pool_is_checked(tmp_path, args, needle):
+    r = subprocess.run([str(_SCRIPT), 'run', *args, '--smoke', '--quiet', '--out', str(tmp_path/'x')],
                        capture_output=True, text=True, env=ENV, timeout=600)
-    assert r.returncode == 2 and '--pool' in r.stderr and not (tmp_path/'x'/'result.json').exists()
+    assert r.returncode == 2 and needle in r.stderr and not (tmp_path/'x'/'result.json').exists()
