@@ -176,3 +176,34 @@ def test_cli_smoke_run_on_btcv_is_windowed(tmp_path):
     saved = json.loads((tmp_path/'r'/'result.json').read_text())
     assert saved['preprocessing']['window'] == [-160, 240] and saved['dataset']['modality'] == 'CT'
     assert len(saved['split']['test']) == 1 and all(k.startswith('btcv_') for k in saved['per_case'])
+
+
+def write_msd_spleen(task, n=6, shape=(32, 32, 6)):
+    "An MSD Task09_Spleen-like folder (CT, labels 0/1) with `n` training cases."
+    for i in range(n):
+        img, lbl = ct_pair(i + 1, shape)
+        save_nii(task/'imagesTr'/f'spleen_{i}.nii.gz', img)
+        save_nii(task/'labelsTr'/f'spleen_{i}.nii.gz', (lbl == 1).astype(np.uint8))
+    (task/'dataset.json').write_text(json.dumps({
+        'name': 'Spleen', 'modality': {'0': 'CT'}, 'labels': {'0': 'background', '1': 'spleen'},
+        'training': [{'image': f'./imagesTr/spleen_{i}.nii.gz', 'label': f'./labelsTr/spleen_{i}.nii.gz'} for i in range(n)],
+        'test': []}))
+    return task
+
+
+def test_cli_mixcl_on_msd_spleen_pooled_with_btcv_records_each_window(tmp_path):
+    "MixCL's CT setting: evaluate on Spleen, pre-train on Spleen's training patients plus BTCV; every source is HU-windowed and keeps its label space."
+    from semicontrast.cli import run_experiment
+    spleen = write_msd_spleen(tmp_path/'Task09_Spleen')
+    btcv = tmp_path/'btcv'
+    write_btcv(btcv, train=('0001', '0002', '0003'), test=(), shape=(32, 32, 6))
+    res = run_experiment('mixcl', data=str(spleen), pool=[str(btcv)], smoke=True, out=tmp_path/'r', quiet=True,
+                         labeled=2, valid=1, test=1)
+    assert res['dataset']['modality'] == 'CT' and res['preprocessing']['window'] == [-160, 240]
+    pool = res['pretrain']['pool']
+    assert [p['class_names'][-1] for p in pool] == ['spleen', BTCV_CLASSES[-1]] and len(pool[1]['class_names']) == 14
+    assert [p['cases'] for p in pool] == [4, 3] and [p['labelled_cases'] for p in pool] == [2, 3]   # 6 - valid - test; labels of the unlabelled dropped
+    for p in pool: assert p['preprocessing']['intensity'] == 'window' and p['preprocessing']['window'] == [-160, 240]
+    saved = json.loads((tmp_path/'r'/'result.json').read_text())
+    assert saved['pretrain']['pool'] == pool and saved['pretrain']['terms'][0]['label'] > 0
+    assert all(k.startswith('spleen') for k in saved['per_case'])

@@ -38,8 +38,9 @@ def test_loss_is_the_weighted_sum_of_the_three_terms(pool):
     with learn.no_logging(): learn.fit(1)
     L = cb.last
     torch.testing.assert_close(L['loss'], 0.7 * L['identity'] + 0.2 * L['label'] + 2.0 * L['recon'])
-    assert len(cb.epoch_terms) == 1 and set(cb.epoch_terms[0]) == {'identity', 'label', 'recon', 'loss'}
-    assert all(torch.isfinite(v) for v in L.values())
+    assert len(cb.epoch_terms) == 1 and set(cb.epoch_terms[0]) == {'identity', 'label', 'label_floor', 'recon', 'loss'}
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in L.values())
+    assert 0 < L['label_floor'] <= float(L['label'])          # SupCon never goes below mean log|P(i)|
 
 
 def test_label_term_gets_each_images_label_space(pool, monkeypatch):
