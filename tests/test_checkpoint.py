@@ -1,0 +1,77 @@
+"Checkpoint and resume through the CLI: a killed run resumed with --resume ends like an uninterrupted one; determinism; refusals."
+import json
+import pytest, torch
+import semicontrast.checkpoint as ck
+from semicontrast.cli import run_experiment, main
+
+ARGS = dict(data='phantom', smoke=True, quiet=True, seed=0)
+
+
+def _kill_after(monkeypatch, stage, epoch):
+    "Make the run die (like Ctrl-C or SIGTERM) right after the checkpoint of `stage` at `epoch` is written."
+    orig = ck.Checkpoint.after_epoch
+    def after_epoch(self):
+        orig(self)
+        if self.file.stem == stage and self.learn.epoch == epoch: raise KeyboardInterrupt
+    monkeypatch.setattr(ck.Checkpoint, 'after_epoch', after_epoch)
+
+
+def _weights(path): return torch.load(path, weights_only=True)
+
+
+def _same(a, b):
+    assert a['per_case'] == b['per_case'] and a['history'] == b['history']
+    wa, wb = _weights(a['_dir']/'model.pth'), _weights(b['_dir']/'model.pth')
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _run(out, **kw):
+    r = run_experiment(out=out, **{**ARGS, **kw}); r['_dir'] = out; return r
+
+
+@pytest.mark.parametrize('method,kw,stage,epoch', [
+    ('supervised', dict(epochs=3), 'train', 1),
+    ('ideal', dict(epochs=2, pretrain_epochs=2), 'finetune', 0),     # killed in fine-tuning: pre-training is not redone
+    ('ideal', dict(epochs=2, pretrain_epochs=2), 'pretrain', 0),     # killed in pre-training (momentum key branch restored)
+])
+def test_killed_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, method, kw, stage, epoch):
+    full = _run(tmp_path/'full', method=method, **kw)
+    assert not (tmp_path/'full'/'checkpoints').exists()                     # a finished run keeps no checkpoints
+    with monkeypatch.context() as m:
+        _kill_after(m, stage, epoch)
+        with pytest.raises(KeyboardInterrupt): _run(tmp_path/'cut', method=method, **kw)
+    assert not (tmp_path/'cut'/'result.json').exists() and (tmp_path/'cut'/'checkpoints'/f'{stage}.pth').exists()
+    res = _run(tmp_path/'cut', method=method, resume=True, **kw)
+    _same(full, res)
+    assert res['resumed']['checkpoints'] and res['config']['resume'] is True
+
+
+def test_same_seed_same_numbers_other_seed_not(tmp_path):
+    a, b = _run(tmp_path/'a', method='supervised', epochs=2), _run(tmp_path/'b', method='supervised', epochs=2)
+    _same(a, b)
+    c = _run(tmp_path/'c', method='supervised', epochs=2, seed=1)
+    assert c['per_case'] != a['per_case']
+    card = json.loads((tmp_path/'a'/'result.json').read_text())
+    for k in ('arguments', 'config', 'split', 'preprocessing', 'versions', 'device', 'seed'): assert card.get(k) is not None, k
+    again = _run(tmp_path/'d', **{k: v for k, v in card['arguments'].items() if k not in ARGS and k != 'out'})   # rerun from the card alone
+    assert card['arguments']['seed'] == 0 and card['arguments']['epochs'] == 2
+    _same(a, again)
+    assert card['device']['torch_threads'] >= 1                             # results on the CPU depend on the thread count
+
+
+def test_refusals_name_the_folder_and_the_fix(tmp_path, monkeypatch, capsys):
+    out = tmp_path/'r'
+    with monkeypatch.context() as m:
+        _kill_after(m, 'train', 0)
+        with pytest.raises(KeyboardInterrupt): _run(out, method='supervised', epochs=2)
+    base = ['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--epochs', '2', '--out', str(out)]
+    assert main(base) == 2 and '--resume' in capsys.readouterr().err               # would silently start over
+    assert main(base + ['--resume', '--lr', '0.01']) == 2
+    err = capsys.readouterr().err; assert 'other settings' in err and 'lr' in err and 'train.pth' in err
+    (out/'checkpoints'/'train.pth').write_bytes((out/'checkpoints'/'train.pth').read_bytes()[:1000])
+    assert main(base + ['--resume']) == 2
+    err = capsys.readouterr().err; assert 'train.pth' in err and 'cannot be read safely' in err
+    assert main(base + ['--overwrite']) == 0 and (out/'result.json').exists()      # start over
+    assert main(base + ['--resume']) == 2 and 'nothing to resume' in capsys.readouterr().err
+    assert main(['run', 'supervised', '--data', 'phantom', '--smoke', '--out', str(tmp_path/'new'), '--resume']) == 2
+    assert 'no checkpoint' in capsys.readouterr().err
