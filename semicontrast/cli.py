@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #da0a8c5d
 from __future__ import annotations
-import argparse, datetime, json, math, shlex, sys, time
+import argparse, datetime, json, math, os, re, shlex, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -21,8 +21,8 @@ from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .report import write_result, write_report
 
 # %% auto #0
-__all__ = ['CKPT_IGNORE', 'METHODS', 'PRETRAINING', 'LRC_GLOBAL', 'SIZES', 'AUGMENTS', 'CT_WINDOW', 'auto_preprocess',
-           'run_experiment', 'summary_table', 'build_parser', 'main']
+__all__ = ['CKPT_IGNORE', 'METHODS', 'PRETRAINING', 'NEEDS_UNLABELLED', 'LRC_GLOBAL', 'SIZES', 'AUGMENTS', 'CT_WINDOW', 'OUTPUTS',
+           'auto_preprocess', 'run_experiment', 'summary_table', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #44bf22a2
 def _run_supervised(parts:dict, prep:Preprocess, info, cfg:dict, device, out:Path):
@@ -80,6 +80,7 @@ def _run_ideal(parts:dict, prep:Preprocess, info, cfg:dict, device, out:Path):
 
 METHODS['ideal'] = _run_ideal
 PRETRAINING.add('ideal')
+NEEDS_UNLABELLED = {'ideal'}   # methods whose second stream trains on unlabelled patients
 
 # %% ../nbs/10_cli.ipynb #2230fe9b
 from .superpixels import SuperpixelCache, region_dls
@@ -165,6 +166,7 @@ def _run_cps(parts, prep, info, cfg, device, out):
 
 METHODS['mscs'] = _run_mscs
 METHODS['cps'] = _run_cps
+NEEDS_UNLABELLED.update({'mscs', 'cps'})
 
 # %% ../nbs/10_cli.ipynb #c592d12d
 from dataclasses import replace
@@ -269,18 +271,18 @@ def run_experiment(method:str='supervised', # a key of `METHODS`
                  for k, v in locals().items() if k not in ('command', 't0')}
     if method not in METHODS: raise DataError(f"unknown method '{method}'. Available: {', '.join(METHODS)}.")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out '{out}' is a file; give a folder (it will hold result.json, report.html, split.json and the weights).")
     ckdir = out/'checkpoints'
     found = sorted(ckdir.glob('*.pth')) if ckdir.is_dir() else []
     if resume:
-        if (out/'result.json').exists():
-            raise DataError(f"'{out/'result.json'}' shows that this run finished; there is nothing to resume. Choose another --out, "
-                            "or run again with --overwrite and without --resume.")
-        if not found: raise DataError(f"--resume: no checkpoint in '{ckdir}', so there is nothing to resume; run without --resume.")
-    elif found:
-        if not overwrite:
-            raise DataError(f"'{ckdir}' holds the checkpoints of an interrupted run ({', '.join(p.name for p in found)}): pass --resume "
-                            "to continue it with the same settings, or --overwrite to start over.")
-    if (out/'result.json').exists() and not overwrite:
+        if not found:
+            done = " (the run there finished: its result.json is complete)" if (out/'result.json').exists() else ""
+            raise DataError(f"--resume: no checkpoint in '{ckdir}'{done}, so there is nothing to resume; run without --resume.")
+    elif found and not overwrite:
+        raise DataError(f"'{ckdir}' holds the checkpoints of an interrupted run ({', '.join(p.name for p in found)}): pass --resume "
+                        "to continue it with the same settings, or --overwrite to start over.")
+    if (out/'result.json').exists() and not (overwrite or resume):
         raise DataError(f"'{out/'result.json'}' already holds a result; choose another --out or pass --overwrite.")
     size = 'smoke' if smoke else 'full'
     d = SIZES[size]
@@ -314,6 +316,16 @@ def run_experiment(method:str='supervised', # a key of `METHODS`
     elif pool: raise DataError(f"--pool is for run mixcl / run identity (pre-training on pooled datasets), not '{method}'.")
     if augment not in AUGMENTS: raise DataError(f"--augment {augment!r}: use one of {', '.join(AUGMENTS)}.")
     if cfg['epochs'] < 1: raise DataError(f"--epochs {cfg['epochs']}: train for at least one epoch.")
+    if isinstance(cfg['labeled'], (int, float)) and cfg['labeled'] <= 0:
+        raise DataError(f"--labeled {cfg['labeled']}: every method trains on labelled patients; give at least 1 (a count) "
+                        "or a fraction in (0, 1).")
+    if method in NEEDS_UNLABELLED and isinstance(unlabeled, (int, float)) and unlabeled <= 0:
+        raise DataError(f"--unlabeled {unlabeled}: {method} trains its second stream on unlabelled patients; leave --unlabeled "
+                        "unset (all the rest) or give a positive number, or run supervised.")
+    if window is not None:
+        try: window = tuple(float(v) for v in window)
+        except (TypeError, ValueError): raise DataError(f"--window {window!r}: give LO,HI, e.g. --window -160,240.") from None
+        if len(window) != 2 or not window[0] < window[1]: raise DataError(f"--window {window}: give LO,HI with LO < HI, e.g. -160,240.")
     device = torch.device(device) if device else default_device()
     set_seed(seed)
 
@@ -324,18 +336,18 @@ def run_experiment(method:str='supervised', # a key of `METHODS`
     if split_file is not None:
         split = Split.load(split_file); split.check(cases)
     else:
-        split = make_split(cases, n_labelled=cfg['labeled'], n_valid=cfg['valid'], n_test=cfg['test'],
-                           n_unlabelled=cfg['unlabeled'], seed=seed)
+        try: split = make_split(cases, n_labelled=cfg['labeled'], n_valid=cfg['valid'], n_test=cfg['test'],
+                                n_unlabelled=cfg['unlabeled'], seed=seed)
+        except DataError as e: raise DataError(_cli_names(str(e))) from None
     parts = {p: split.cases(cases, p) for p in ('labelled', 'unlabelled', 'valid', 'test')}
     if not parts['valid']: raise DataError("the split has no validation case; ask for at least one with --valid 1.")
-    out.mkdir(parents=True, exist_ok=True)
-    split.save(out/'split.json')
+    if method in NEEDS_UNLABELLED and not parts['unlabelled']:   # say so now, not after minutes of pre-training
+        raise DataError(f"split file '{split.source}' has an empty 'unlabelled' part, but {method} trains its second stream on "
+                        "unlabelled patients. Use a split with unlabelled patients, or run supervised." if split.source else
+                        f"{method} trains its second stream on unlabelled patients, but no patient is left for them after the "
+                        f"test, validation and labelled parts ({len(cases)} cases). Lower --labeled, --valid or --test, or load more data.")
     intensity = info.intensity
-    if window is not None:
-        try: window = tuple(float(v) for v in window)
-        except (TypeError, ValueError): raise DataError(f"--window {window!r}: give LO,HI, e.g. --window -160,240.") from None
-        if len(window) != 2 or not window[0] < window[1]: raise DataError(f"--window {window}: give LO,HI with LO < HI, e.g. -160,240.")
-        intensity = 'window'
+    if window is not None: intensity = 'window'
     else: window = getattr(info, 'window', None)
     if intensity == 'window' and window is None: window = CT_WINDOW
     prep = auto_preprocess(cases, intensity=intensity, depth=cfg['depth'], window=window)
@@ -343,8 +355,43 @@ def run_experiment(method:str='supervised', # a key of `METHODS`
         print(f"semicontrast run {method} on {info.name}: {len(cases)} cases, preprocessing {prep.to_dict()}")
         print(split.summary())
 
+    # Everything is written to a staging folder beside `out` and moved into `out` only once complete (see `_publish`):
+    # a run that fails or is interrupted leaves `out`, and any earlier result in it, as it was.
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f'.{out.resolve().name}.partial-', dir=out.resolve().parent))
     if found and not resume:
         for p in found: p.unlink()   # --overwrite: start over
+    try:
+        result = _run_in(stage, method, cases, info, split, parts, prep, cfg, device, smoke, seed, command, t0, t_load,
+                         arguments=arguments, resumed=dict(checkpoints=[p.name for p in found]) if resume else None)
+        _publish(stage, out)
+    finally: shutil.rmtree(stage, ignore_errors=True)
+    for p in ckdir.glob('*.pth'): p.unlink()   # the run is complete: its checkpoints can no longer be resumed
+    if ckdir.is_dir() and not any(ckdir.iterdir()): ckdir.rmdir()
+    return result
+
+OUTPUTS = ('result.json', 'report.html', 'split.json', 'model.pth', 'encoder.pth')  # the files a run writes into --out
+
+def _cli_names(msg:str) -> str:
+    "A `make_split` message in the command line's words: n_labelled -> --labeled, n_valid -> --valid, ..."
+    for a, b in (('n_unlabelled', '--unlabeled'), ('n_labelled', '--labeled'), ('n_valid', '--valid'), ('n_test', '--test')):
+        msg = re.sub(rf'\b{a}\b', b, msg)
+    return msg.replace('make_split: ', 'cannot split the patients into test, validation, labelled and unlabelled parts: ', 1)
+
+def _publish(stage:Path, out:Path):
+    "Move a finished run from `stage` into `out`: the old card goes first and the new one last, so `out` never shows a card with files that are not its own."
+    out.mkdir(parents=True, exist_ok=True)
+    (out/'result.json').unlink(missing_ok=True)
+    made = {p.name for p in stage.iterdir()}
+    for name in OUTPUTS:   # outputs of an earlier run that this one does not replace (encoder.pth of an earlier ideal run)
+        if name not in made and (out/name).is_file(): (out/name).unlink()
+    for p in sorted(stage.iterdir(), key=lambda p: p.name == 'result.json'):
+        if p.is_dir() and (out/p.name).is_dir(): shutil.rmtree(out/p.name)
+        os.replace(p, out/p.name)
+
+def _run_in(out:Path, method, cases, info, split, parts, prep, cfg, device, smoke, seed, command, t0, t_load, arguments, resumed) -> dict:
+    "Train, evaluate and write split.json, the weights, report.html and result.json into `out` (the staging folder)."
+    split.save(out/'split.json')
     set_seed(seed)
     model, hist, *extra = METHODS[method](parts, prep, info, cfg, device, out)
     extra = extra[0] if extra else {}
@@ -352,7 +399,6 @@ def run_experiment(method:str='supervised', # a key of `METHODS`
     ev = evaluate(model, parts['test'], prep, info.n_classes, class_names=info.class_names, device=device)
     t_eval = time.time()
     torch.save(model.state_dict(), out/'model.pth')
-
     result = dict(
         semicontrast_result=1, method=method, seed=seed, smoke=smoke,
         dataset=dict(info.to_dict(), n_cases=len(cases)),
@@ -363,15 +409,13 @@ def run_experiment(method:str='supervised', # a key of `METHODS`
         timings=dict(load_s=t_load - t0, train_s=t_train - t_load, evaluate_s=t_eval - t_train, total_s=time.time() - t0),
         files=dict(split='split.json', weights='model.pth', report='report.html'),
         command=command, arguments=arguments, created=datetime.datetime.now().isoformat(timespec='seconds'),
-        resumed=dict(checkpoints=[p.name for p in found]) if resume else None)
+        resumed=resumed)
     for k, v in extra.items():
         if k in result: raise RuntimeError(f"method '{method}' returned an extra result entry '{k}' that would overwrite a field.")
         result[k] = v
     if (out/'encoder.pth').exists() and 'pretrain' in extra: result['files']['encoder'] = 'encoder.pth'
     write_report(result, out/'report.html', figures=_case_figures(parts['test'], ev['per_case'], model, prep, info, device))
     write_result(result, out/'result.json')
-    for p in ckdir.glob('*.pth'): p.unlink()   # the run is complete: its checkpoints can no longer be resumed
-    if ckdir.is_dir() and not any(ckdir.iterdir()): ckdir.rmdir()
     return result
 
 def _case_figures(test_cases, per_case, model, prep, info, device):
@@ -476,4 +520,9 @@ def main(argv=None) -> int:
     except NonFiniteLoss as e:
         print(f"semicontrast: error: training stopped: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        ck = Path(args.out)/'checkpoints'
+        more = f"; the same command with --resume continues from the checkpoints in '{ck}'" if any(ck.glob('*.pth')) else ""
+        print(f"semicontrast: interrupted; no result was written to '{args.out}' (a result already there is kept){more}.", file=sys.stderr)
+        return 130
     return 0

@@ -63,7 +63,11 @@ class Case:
             raise DataError(f"Image of {where} has shape {img.shape} ({img.ndim}D); expected (Z,H,W) or (C,Z,H,W). "
                             "For a 2D image add a slice axis of size 1; for a 4D NIfTI pass channels=True.")
         if not (np.issubdtype(img.dtype, np.number) or img.dtype == bool):
-            raise DataError(f"Image of {where} has non-numeric dtype {img.dtype}.")
+            raise DataError(f"Image of {where} has non-numeric dtype {img.dtype}; expected intensities (integers or floats). "
+                            "Re-export the image as a numeric array.")
+        if np.iscomplexobj(img):
+            raise DataError(f"Image of {where} has complex dtype {img.dtype} (raw k-space or phase data?); expected real intensities. "
+                            "Save the magnitude (np.abs) or the real part as the image.")
         img = img.astype(np.float32, copy=False)
         bad = int(img.size - np.count_nonzero(np.isfinite(img)))
         if bad:
@@ -181,18 +185,25 @@ def read_nifti(image_path, # image file (.nii or .nii.gz)
                case_id:str|None=None, # default: the image file name without extension
                patient:str|None=None, # default: case_id
                channels:bool=False, # accept a 4D (X,Y,Z,C) image and return (C,Z,Y,X)
+               allow_2d:bool=True, # False: refuse a 2D (X,Y) file (readers of 3D volume datasets pass False)
                meta:dict|None=None, # extra metadata for the Case
               ) -> Case:
     "Read a NIfTI image (and label) into a `Case`: (X,Y,Z) -> (Z,Y,X), spacing (sz,sy,sx) from the header zooms."
     img, data = _load_nifti(image_path, 'image file')
     ip = Path(image_path)
     zooms = tuple(float(str(np.float32(z))) for z in img.header.get_zooms())  # header float32 -> shortest decimal (0.8, not 0.800000011920929)
-    if data.ndim == 2: data, zooms = data[..., None], zooms[:2] + (1.0,)
+    if data.ndim == 2:
+        if not allow_2d:
+            raise DataError(f"Image file '{ip}' is 2D (shape {data.shape}); the images of this dataset are 3D volumes. Replace it "
+                            "with the volume it was cut from, or, if it really is a one-slice volume, save it with a slice axis "
+                            "(shape (X, Y, 1)).")
+        data, zooms = data[..., None], zooms[:2] + (1.0,)
     while data.ndim > 3 and data.shape[-1] == 1 and not (channels and data.ndim == 4): data = data[..., 0]
     if data.ndim == 4:
         if not channels:
             raise DataError(f"Image file '{ip}' is 4D with shape {data.shape}; a 3D image was expected. If the 4th axis holds "
-                            "channels (e.g. MSD multi-modal MRI) pass channels=True; if it is time (e.g. ACDC *_4d.nii.gz cine) "
+                            "channels (e.g. multi-modal MRI) pass channels=True (command line: put the files in an MSD task folder "
+                            "whose dataset.json lists the modalities); if it is time (e.g. ACDC *_4d.nii.gz cine) "
                             "read the single-frame files instead.")
         arr = data.transpose(3, 2, 1, 0)
     elif data.ndim == 3: arr = data.transpose(2, 1, 0)
@@ -208,8 +219,9 @@ def read_nifti(image_path, # image file (.nii or .nii.gz)
             raise DataError(f"Label file '{lp}' has shape {ldata.shape} but image file '{ip}' has spatial shape {data.shape[:3]} "
                             "(X,Y,Z). Check that the label belongs to this image, or resample it onto the image grid.")
         if not np.allclose(limg.affine, img.affine, rtol=1e-4, atol=1e-3):
+            flat = lambda a: np.array2string(np.round(np.asarray(a, np.float64), 4), separator=', ').replace('\n', '')
             raise DataError(f"Label file '{lp}' and image file '{ip}' have the same shape but different affines (voxel-to-world "
-                            f"matrices):\n{np.round(limg.affine, 4)}\nvs\n{np.round(img.affine, 4)}\nThe label was drawn on another grid "
+                            f"matrices): label {flat(limg.affine)} vs image {flat(img.affine)}. The label was drawn on another grid "
                             "(another case or a different resampling). Resample the label onto the image grid with nearest-neighbour "
                             "interpolation, or fix the header if you know the arrays align.")
         lbl = _check_label_values(ldata, f"'{lp}'").transpose(2, 1, 0)
@@ -263,6 +275,12 @@ def _msd_entries(folder, include_unlabelled=False) -> list:
                                     "include_unlabelled=True to keep it as an unlabelled case.")
                 lp = None
             out.append((_stem(ip), ip, lp))
+        names = {ip.name for ip in imgs}
+        orphans = [lp for lp in _nii_files(folder/'labelsTr') if lp.name not in names]
+        if orphans:
+            raise DataError(f"Label file '{orphans[0]}' has no image '{folder/'imagesTr'/orphans[0].name}'"
+                            + (f" ({len(orphans)} such label files)" if len(orphans) > 1 else "") +
+                            ". Restore the image (the download is incomplete) or remove the label.")
         tests = []
     if include_unlabelled:
         known = {o[0] for o in out}
@@ -280,7 +298,8 @@ def read_msd(folder, # MSD task folder with imagesTr/, labelsTr/ and (optionally
              include_unlabelled:bool=False, # also return imagesTs/ (and images without labels) as unlabelled cases
             ) -> list:
     "Read an MSD task folder into a list of `Case`s sorted by id (multi-modal images as (C,Z,H,W))."
-    return [read_nifti(ip, lp, case_id=cid, channels=True, meta={'format': 'msd'}) for cid, ip, lp in _msd_entries(folder, include_unlabelled)]
+    return [read_nifti(ip, lp, case_id=cid, channels=True, allow_2d=False, meta={'format': 'msd'})
+            for cid, ip, lp in _msd_entries(folder, include_unlabelled)]
 
 def msd_info(folder) -> dict:
     "Name, class names, number of classes and modality of an MSD task folder (from dataset.json; None where unknown)."
@@ -383,7 +402,7 @@ def read_acdc(folder, # ACDC folder: training/ and/or testing/, or patientNNN fo
                 if k in cfg:
                     try: meta[k.lower()] = float(cfg[k]) if k != 'NbFrame' else int(float(cfg[k]))
                     except ValueError: pass
-            cases.append(read_nifti(ip, lp, case_id=f"{d.name}_{ph}", patient=d.name, meta=meta))
+            cases.append(read_nifti(ip, lp, case_id=f"{d.name}_{ph}", patient=d.name, allow_2d=False, meta=meta))
     return cases
 
 # %% ../nbs/00a_data.ipynb #f88f7824
@@ -630,7 +649,7 @@ def read_btcv(folder, # BTCV folder: img/ + label/, or Training/ (+ Testing/) ho
     folder = check_path(folder, 'BTCV folder', 'dir')
     cases = []
     for num, ip, lp, subset in _btcv_entries(folder, include_unlabelled):
-        c = read_nifti(ip, lp, case_id=f'btcv_{num}', meta={'format': 'btcv', 'modality': 'CT', 'subset': subset})
+        c = read_nifti(ip, lp, case_id=f'btcv_{num}', allow_2d=False, meta={'format': 'btcv', 'modality': 'CT', 'subset': subset})
         if c.label is not None and c.label.size and int(c.label.max()) >= len(BTCV_CLASSES):
             bad = sorted(int(v) for v in np.unique(c.label) if v >= len(BTCV_CLASSES))
             raise DataError(f"Label file '{lp}' holds the value(s) {bad[:5]}; BTCV labels are 0..{len(BTCV_CLASSES) - 1} "
@@ -718,8 +737,9 @@ def read_la_h5(folder, # UA-MT folder: train.list + test.list and one sub-folder
         warnings.warn(f"read_la_h5: {len(skipped)} case(s) without a 'label' dataset left out (e.g. '{skipped[0]}'); "
                       "pass include_unlabelled=True to read them as unlabelled cases.", stacklevel=2)
     if not cases:
-        raise DataError(f"No labelled left atrium cases in '{root}' ({len(skipped)} h5 file(s) without 'label'). "
-                        "Pass include_unlabelled=True to read unlabelled cases.")
+        raise DataError(f"No labelled left atrium cases in '{root}' ({len(skipped)} h5 file(s) without 'label', e.g. '{skipped[0]}'). "
+                        "Training needs labels: add a 'label' dataset to the files, or from Python pass include_unlabelled=True "
+                        "to read them as unlabelled cases.")
     return cases
 
 # %% ../nbs/00a_data.ipynb #264f1159
@@ -796,7 +816,7 @@ def read_brats(folder, # BraTS folder of case folders (<id>/<id>_flair.nii.gz, .
         if sp is None and not include_unlabelled:
             used = set(paths); extra = [q.name for q in _nii_files(d) if q not in used]
             skipped.append((d, extra)); continue
-        first = read_nifti(paths[0], sp, case_id=d.name)   # checks seg grid (shape and affine) and label values
+        first = read_nifti(paths[0], sp, case_id=d.name, allow_2d=False)   # checks seg grid (shape and affine) and label values
         chans = [first.image]
         for p in paths[1:]:
             _, data = _load_nifti(p, 'image file')
@@ -892,6 +912,28 @@ def _classes_from_cases(cases, known=None):
     n = max(mx + 1, len(known) if known else 2)
     return n, [(known[i] if known and i < len(known) else ('background' if i == 0 else f'class_{i}')) for i in range(n)]
 
+def _label_file(c) -> str: return c.meta.get('label_source') or c.source or f"case '{c.id}'"
+
+def _check_declared(cases, known, declared_by:str, n_channels=None, channels_by:str=''):
+    "Refuse label values outside the declared classes `known`, and images whose channel count differs (errors name the file)."
+    if known:
+        for c in cases:
+            if c.label is not None and c.label.size and int(c.label.max()) >= len(known):
+                bad = sorted(int(v) for v in np.unique(c.label) if v >= len(known))
+                raise DataError(f"Label file '{_label_file(c)}' holds the value(s) {bad[:5]}, but {declared_by} declares the classes "
+                                f"0..{len(known) - 1} ({', '.join(map(str, known))}). Fix the label file, or declare the extra classes.")
+    ref = cases[0] if n_channels is None else None
+    want = ref.n_channels if ref is not None else n_channels
+    for c in cases:
+        if c.n_channels != want:
+            ch = lambda k: f"{k} channel" + ("s" if k != 1 else "")
+            if ref is None:
+                raise DataError(f"Image file '{c.source}' has {ch(c.n_channels)} (shape {c.image.shape}, channels first) but {channels_by} "
+                                f"declares {ch(want)}: a {'3D' if want == 1 else '4D'} image was expected. Replace the file, or fix "
+                                f"the declaration.")
+            raise DataError(f"Image file '{c.source}' has {ch(c.n_channels)} but '{ref.source}' has {ch(want)}; every case of a "
+                            "dataset needs the same channels (sequences) in the same order. Replace the odd file or remove the case.")
+
 def load_dataset(name_or_path, # 'hippocampus', 'phantom', or a path to a dataset in a known layout
                  fmt:str|None=None, # force a layout (one of `FORMATS`); default: detect_format
                  **kwargs, # passed to the reader (e.g. include_unlabelled=True, phases=('ED',), target='tc' for BraTS, n=12 for 'phantom')
@@ -916,6 +958,7 @@ def load_dataset(name_or_path, # 'hippocampus', 'phantom', or a path to a datase
         known = mi['class_names']; mod = mi['modality']
         modality = ', '.join(mod.values()) if isinstance(mod, dict) else mod
         name = mi['name']
+        declared_by, n_ch = f"'{p/'dataset.json'}'", (len(mod) if isinstance(mod, dict) and mod else None)
     elif fmt in ('acdc', 'acdc_h5'):
         cases = (read_acdc if fmt == 'acdc' else read_acdc_h5)(p, **kwargs)
         known, modality, name = ACDC_CLASSES, 'MRI', 'acdc'
@@ -934,5 +977,7 @@ def load_dataset(name_or_path, # 'hippocampus', 'phantom', or a path to a datase
         check_path(p, 'NIfTI file', 'file')
         cases, known, modality, name = [read_nifti(p, _nifti_sibling_label(p), **kwargs)], None, None, _stem(p)
     if not cases: raise DataError(f"No cases found in '{p}' (format '{fmt}').")
+    if fmt != 'msd': declared_by, n_ch = f"the {fmt} format", None
+    _check_declared(cases, known, declared_by, n_ch, channels_by=declared_by + f" (modality {mod})" if n_ch else '')
     n, names = _classes_from_cases(cases, known)
     return cases, DatasetInfo(name, fmt, str(p), n, names, modality, default_intensity(modality))
