@@ -32,10 +32,12 @@ def _run_supervised(parts:dict, prep:Preprocess, info, cfg:dict, device, out:Pat
     return learn.model, history(learn)
 
 def _fit(learn, epochs:int, lr:float, quiet:bool):
-    "One-cycle fit, with or without progress bars and the per-epoch table."
-    if quiet:
-        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
-    else: learn.fit_one_cycle(epochs, lr)
+    "One-cycle fit, with or without progress bars and the per-epoch table; data-parallel under torchrun (see `distributed`)."
+    from semicontrast.distributed import distrib_fit
+    with distrib_fit(learn):
+        if quiet:
+            with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
+        else: learn.fit_one_cycle(epochs, lr)
 
 METHODS = {'supervised': _run_supervised}
 PRETRAINING = set()   # methods with a pre-training stage: their result cards record the pretrain_* settings
