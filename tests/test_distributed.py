@@ -121,6 +121,13 @@ def _job(r:int) -> dict:
     g = D.gather_with_grad(t)
     (g * torch.arange(1, g.shape[0] + 1.)[:, None] * (r + 1)).sum().backward()
     out['gather'] = (g.detach(), t.grad)
+    # shard_dl: rank 0's shuffled order, split between the ranks, padded by repetition; attributes set on the loader kept
+    from fastai.data.load import DataLoader
+    for n in (10, 9):
+        dl = DataLoader(list(range(n)), bs=2, shuffle=True)
+        dl.n_inp = 1
+        sh = D.shard_dl(dl)
+        out[f'shard/{n}'] = (list(sh.get_idxs()), sh.n_inp, len(sh))
     # (c) one SGD step of a DDP-wrapped MLP with the gathered NT-Xent, both views in one forward
     from torch.nn.parallel import DistributedDataParallel
     model = DistributedDataParallel(_mlp())
@@ -212,6 +219,14 @@ def test_gather_with_grad_sizes_and_backward(ranks):
         # d(sum_r loss_r)/d row_i = i * (1 + 2) = 3 i, for this rank's rows
         rows = torch.arange(1., 4.)[:1] if r == 0 else torch.arange(1., 4.)[1:]
         torch.testing.assert_close(grad, (3 * rows)[:, None].expand(-1, 2))
+
+@pytest.mark.parametrize('n', [10, 9])
+def test_shard_dl_splits_rank0s_order(ranks, n):
+    shares = [rk[f'shard/{n}'] for rk in ranks]
+    idxs = [i for s, _, _ in shares for i in s]
+    assert all(len(s) == 5 and n_inp == 1 and length == 3 for s, n_inp, length in shares)
+    assert sorted(set(idxs)) == list(range(n)) and len(idxs) == 10        # every item, one repeated when n = 9
+    assert idxs != list(range(n))[:10] or n == 9                          # shuffled (by rank 0, for both ranks)
 
 def test_ddp_step_equals_one_process_step(ranks):
     d = _data()
