@@ -126,6 +126,7 @@ from .augment import TwoViews, correspondence, align
 from .models import Encoder, unet_widths, init_weights
 from .heads import EncoderWithHead, dense_head_for
 from .losses import DenseInfoNCE, info_nce
+from .distributed import is_distributed, DistDenseInfoNCE, dist_info_nce   # keys from every process under torchrun
 
 # %% ../nbs/06_callbacks.ipynb #d5a90b7f
 def zero_loss(pred, *yb):
@@ -148,7 +149,7 @@ class DenseContrastivePretrain(Callback):
         if momentum is not None and not 0 <= momentum <= 1: raise ValueError(f"momentum must be None or in [0, 1], got {momentum}.")
         if key_model is not None and momentum is None: raise ValueError("key_model is the momentum copy; pass momentum=m with it.")
         self.views = TwoViews() if views is None else views
-        self.loss_fn = DenseInfoNCE(temperature, max_anchors)
+        self.loss_fn = DistDenseInfoNCE(temperature, max_anchors)
         self.temperature, self.global_weight, self.momentum = float(temperature), float(global_weight), momentum
         self.key_model, self.valid_seed, self._ema = key_model, int(valid_seed), None
         self.cache, self.last = None, {}
@@ -199,7 +200,7 @@ class DenseContrastivePretrain(Callback):
         dense = self.loss_fn(c['q'], c['k_aligned'], c['valid'])
         loss, glob = dense, None
         if self.global_weight > 0:
-            glob = info_nce(c['q'].mean((2, 3)), c['k'].mean((2, 3)), self.temperature)
+            glob = (dist_info_nce if is_distributed() else info_nce)(c['q'].mean((2, 3)), c['k'].mean((2, 3)), self.temperature)
             loss = (1 - self.global_weight) * dense + self.global_weight * glob
         self.learn.loss_grad = loss
         self.learn.loss = loss.detach().clone()
@@ -238,6 +239,7 @@ def pretrain_learner(dls, # fastai `DataLoaders` of slice batches (targets, if a
 from .augment import warp
 from .heads import LRCNet
 from .losses import MoCoQueue, moco_loss, sample_regions, pool_regions, RegionInfoNCE, DiceCELoss
+from .distributed import gather_nograd
 
 GLOBAL_LOSSES = ('moco', 'supervised', None)
 
@@ -367,7 +369,7 @@ class RegionContrastPretrain(LossTerms):
     def after_step(self):
         if self.global_loss == 'moco':
             self._ema.update()
-            self.queue.push(self.cache['key'])
+            self.queue.push(gather_nograd(self.cache['key']))   # every process's keys (the same queue on all ranks)
 
     def after_batch(self): self.cache = None
 
@@ -386,6 +388,7 @@ def _drop_background_regions(reg:torch.Tensor, bg:torch.Tensor) -> torch.Tensor:
 # %% ../nbs/06_callbacks.ipynb #ae8a5f31
 from .augment import photometric
 from .losses import patch_info_nce, pixel_contrast_loss, contrast_labels
+from .distributed import is_distributed, dist_patch_info_nce, dist_pixel_contrast_loss
 
 STRONG_PERTURBATION = dict(brightness=0.3, contrast=0.3, gamma=(0.6, 1.6), noise=0.1, blur_p=0.5)   # [D] strong photometric view
 
@@ -467,12 +470,12 @@ class MSCSConsistency(LossTerms):
         terms['cps'] = cross_pseudo_loss(la[sel], lb[sel], self.cps_threshold, self.ignore_index) if sel.any() else la.float().sum() * 0.
         unsup = terms['cps']
         if self.patch_weight > 0:
-            terms['patch'] = patch_info_nce(*c['patch'], self.patch_temperature)
+            terms['patch'] = (dist_patch_info_nce if is_distributed() else patch_info_nce)(*c['patch'], self.patch_temperature)
             unsup = unsup + self.patch_weight * terms['patch']
         if self.pixel_weight > 0:
             ya = contrast_labels(y, lb, self.threshold, self.ignore_index)
             yb = contrast_labels(y, la, self.threshold, self.ignore_index)
-            terms['pixel'] = pixel_contrast_loss(*c['pixel'], ya, yb, self.max_per_class, self.pixel_temperature, self.ignore_index)
+            terms['pixel'] = (dist_pixel_contrast_loss if is_distributed() else pixel_contrast_loss)(*c['pixel'], ya, yb, self.max_per_class, self.pixel_temperature, self.ignore_index)
             unsup = unsup + self.pixel_weight * terms['pixel']
         it = int(self.learn.train_iter)
         w = self.weight(it)
@@ -492,6 +495,7 @@ class MSCSConsistency(LossTerms):
 from .heads import MixCLNet
 from .augment import corrupt
 from .losses import nt_xent, label_contrast_loss, label_contrast_floor, reconstruction_loss
+from .distributed import is_distributed, dist_nt_xent, dist_label_contrast_loss
 
 class MixCLPretrain(LossTerms):
     "MixCL pre-training of a `MixCLNet` on (x, y, space) batches: w_id NT-Xent + w_lab label SupCon + w_rec reconstruction."
@@ -556,10 +560,10 @@ class MixCLPretrain(LossTerms):
 
     def after_loss(self):
         c, terms = self.cache, {}
-        if self.w['identity'] > 0: terms['identity'] = nt_xent(c['v1']['global'], c['v2']['global'], self.temperature)
+        if self.w['identity'] > 0: terms['identity'] = (dist_nt_xent if is_distributed() else nt_xent)(c['v1']['global'], c['v2']['global'], self.temperature)
         if self.w['label'] > 0:
             gen = None if self.training else self._valid_gen
-            terms['label'] = label_contrast_loss(torch.cat([c['v1']['dense'], c['v2']['dense']]), torch.cat([c['y1'], c['y2']]),
+            terms['label'] = (dist_label_contrast_loss if is_distributed() else label_contrast_loss)(torch.cat([c['v1']['dense'], c['v2']['dense']]), torch.cat([c['y1'], c['y2']]),
                                                  torch.cat([c['space'], c['space']]), self.max_per_class, self.label_temperature,
                                                  generator=gen)
         if self.w['recon'] > 0:

@@ -37,14 +37,16 @@ CKPT_IGNORE = ('quiet', 'resume', 'out')   # settings that may change between an
 
 def _fit(learn, epochs:int, lr:float, cfg:dict, stage:str='train'):
     "One-cycle fit with a checkpoint after every epoch (`out/checkpoints/STAGE.pth`); with --resume, continue from it."
+    from semicontrast.distributed import distrib_fit
     file = Path(cfg['out'])/'checkpoints'/f'{stage}.pth'
     keep = {k: v for k, v in cfg.items() if k not in CKPT_IGNORE}
     cbs = [Checkpoint(file, dict(keep, stage=stage))]
     if cfg.get('resume') and file.exists():
         cbs.append(ResumeFrom(load_checkpoint(file, dict(keep, stage=stage), ignore=CKPT_IGNORE), where=str(file)))
-    if cfg.get('quiet'):
-        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=cbs)
-    else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
+    with distrib_fit(learn):   # data-parallel under torchrun (see `distributed`); a plain fit otherwise
+        if cfg.get('quiet'):
+            with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=cbs)
+        else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
 
 METHODS = {'supervised': _run_supervised}
 PRETRAINING = set()   # methods with a pre-training stage: their result cards record the pretrain_* settings
