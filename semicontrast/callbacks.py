@@ -13,9 +13,9 @@ from .models import TwoStreamUNet
 from .losses import cross_pseudo_loss, sigmoid_rampup
 
 # %% auto #0
-__all__ = ['GLOBAL_LOSSES', 'STRONG_PERTURBATION', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss', 'DenseContrastivePretrain',
-           'pretrain_learner', 'LossTerms', 'RegionContrastPretrain', 'MSCSConsistency', 'MixCLPretrain',
-           'NonFiniteLoss', 'FiniteLoss']
+__all__ = ['GLOBAL_LOSSES', 'STRONG_PERTURBATION', 'PRECISIONS', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss',
+           'DenseContrastivePretrain', 'pretrain_learner', 'LossTerms', 'RegionContrastPretrain', 'MSCSConsistency',
+           'MixCLPretrain', 'NonFiniteLoss', 'FiniteLoss', 'DeviceMixedPrecision']
 
 # %% ../nbs/06_callbacks.ipynb #138a25a8
 def _unwrap(model): return getattr(model, 'module', model)   # DataParallel / DDP
@@ -603,3 +603,19 @@ class FiniteLoss(Callback):
             f"the {phase} loss became {float(loss.detach().float().sum())} at epoch {self.learn.epoch}, iteration {self.learn.iter}: "
             f"non-finite term(s): {where}. Usual causes: a learning rate too high (lower --lr), a temperature too small, "
             "fp16 overflow (train in fp32 or bf16), or NaN/inf in the input images.")
+
+# %% ../nbs/06_callbacks.ipynb #377a0b08
+from fastai.callback.fp16 import MixedPrecision, AMPMode
+from fastcore.foundation import L
+
+PRECISIONS = ('fp32', 'bf16', 'fp16')
+
+class DeviceMixedPrecision(MixedPrecision):
+    "fastai's `MixedPrecision` (autocast + GradScaler for fp16) on the model's device, CPU included; `amp_mode` 'bf16' or 'fp16'."
+    def before_fit(self):
+        dev = next(self.learn.model.parameters()).device.type
+        dtype = torch.bfloat16 if self.amp_mode == AMPMode.BF16 else torch.float16
+        if dev == 'cuda' and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU does not support bf16; use precision='fp16' or 'fp32'.")
+        self.kwargs['enabled'] = dtype == torch.float16   # bf16 has fp32's range: no loss scaling
+        self.autocast, self.learn.scaler, self.scales = torch.autocast(dev, dtype=dtype), torch.amp.GradScaler(dev, **self.kwargs), L()

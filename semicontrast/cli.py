@@ -16,7 +16,7 @@ from .loaders import Preprocess, supervised_dls, pretrain_dls, two_stream_dls
 from .models import save_encoder
 from .metrics import evaluate
 from .learner import supervised_learner, ideal_learner, history
-from .callbacks import NonFiniteLoss
+from .callbacks import NonFiniteLoss, DeviceMixedPrecision, PRECISIONS
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .report import write_result, write_report
 
@@ -41,6 +41,7 @@ def _fit(learn, epochs:int, lr:float, cfg:dict, stage:str='train'):
     file = Path(cfg['out'])/'checkpoints'/f'{stage}.pth'
     keep = {k: v for k, v in cfg.items() if k not in CKPT_IGNORE}
     cbs = [Checkpoint(file, dict(keep, stage=stage))]
+    if cfg.get('precision', 'fp32') != 'fp32': cbs.append(DeviceMixedPrecision(cfg['precision']))
     if cfg.get('resume') and file.exists():
         cbs.append(ResumeFrom(load_checkpoint(file, dict(keep, stage=stage), ignore=CKPT_IGNORE), where=str(file)))
     with distrib_fit(learn):   # data-parallel under torchrun (see `distributed`); a plain fit otherwise
@@ -266,6 +267,7 @@ def run_experiment(method:str='supervised', # a key of `METHODS`
                    pool=None, # `mixcl`/`identity`: more datasets (names or paths) for the pre-training pool
                    device=None, quiet:bool=False, overwrite:bool=False,
                    resume:bool=False, # continue an interrupted run from `out/checkpoints/` (same settings)
+                   precision:str='fp32', # 'fp32', or mixed precision 'bf16' / 'fp16' (autocast on the run's device)
                    command:str=None) -> dict:
     "Run `method` on `data` with the protocol above; returns the result card (also written to `out/result.json`)."
     t0 = time.time()
@@ -292,7 +294,9 @@ def run_experiment(method:str='supervised', # a key of `METHODS`
                labeled=d['labeled'] if labeled is None else labeled, valid=d['valid'] if valid is None else valid,
                test=d['test'] if test is None else test, unlabeled=unlabeled,
                epochs=d['epochs'] if epochs is None else epochs, bs=bs or d['bs'], lr=lr or d['lr'],
-               base=base or d['base'], depth=depth or d['depth'], augment=augment, quiet=quiet, out=str(out), resume=bool(resume))
+               base=base or d['base'], depth=depth or d['depth'], augment=augment, quiet=quiet, out=str(out), resume=bool(resume),
+               precision=precision)
+    if precision not in PRECISIONS: raise DataError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
     if method in PRETRAINING:
         cfg.update(pretrain_epochs=d['pretrain_epochs'] if pretrain_epochs is None else pretrain_epochs,
                    pretrain_bs=d['pretrain_bs'], pretrain_lr=d['pretrain_lr'])
@@ -496,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--smoke', action='store_true', help='tiny CPU-sized run of the same pipeline')
     r.add_argument('--quiet', action='store_true', help='no progress bars')
     r.add_argument('--overwrite', action='store_true', help='replace an existing result in --out')
+    r.add_argument('--precision', default='fp32', choices=PRECISIONS,
+                   help='fp32 (default) or mixed precision bf16/fp16; contrastive logits stay fp32')
     r.add_argument('--resume', action='store_true', help='continue an interrupted run from --out/checkpoints (same command otherwise)')
     return p
 
@@ -510,7 +516,7 @@ def main(argv=None) -> int:
                                  unlabeled=args.unlabeled, split_file=args.split_file, bs=args.bs, lr=args.lr,
                                  base=args.base, augment=args.augment, pretrain_epochs=args.pretrain_epochs, window=args.window,
                                  lrc_weight=args.lrc_weight, lrc_global=args.lrc_global, superpixel_cache=args.superpixel_cache,
-                                 patch_weight=args.patch_weight, pixel_weight=args.pixel_weight, pool=args.pool, device=args.device, quiet=args.quiet, overwrite=args.overwrite, resume=args.resume,
+                                 patch_weight=args.patch_weight, pixel_weight=args.pixel_weight, pool=args.pool, device=args.device, quiet=args.quiet, overwrite=args.overwrite, resume=args.resume, precision=args.precision,
                                  command='semicontrast ' + ' '.join(shlex.quote(a) for a in argv))
             print(f"\n{res['method']} on {res['dataset']['name']}, seed {res['seed']}, "
                   f"{len(res['split']['test'])} test volumes, {res['timings']['total_s']:.0f} s")

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from .core import IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['soft_dice_loss', 'DiceCELoss', 'DenseInfoNCE', 'info_nce', 'cross_pseudo_loss', 'sigmoid_rampup', 'sample_regions',
-           'pool_regions', 'RegionInfoNCE', 'MoCoQueue', 'moco_loss', 'patch_info_nce', 'contrast_labels',
-           'sample_class_pixels', 'supcon_loss', 'pixel_contrast_loss', 'nt_xent', 'label_contrast_loss',
-           'supcon_floor', 'label_contrast_floor', 'reconstruction_loss']
+__all__ = ['soft_dice_loss', 'DiceCELoss', 'fp32_logits', 'DenseInfoNCE', 'info_nce', 'cross_pseudo_loss', 'sigmoid_rampup',
+           'sample_regions', 'pool_regions', 'RegionInfoNCE', 'MoCoQueue', 'moco_loss', 'patch_info_nce',
+           'contrast_labels', 'sample_class_pixels', 'supcon_loss', 'pixel_contrast_loss', 'nt_xent',
+           'label_contrast_loss', 'supcon_floor', 'label_contrast_floor', 'reconstruction_loss']
 
 # %% ../nbs/04_losses.ipynb #40199918
 def _plain(x):
@@ -150,8 +150,18 @@ class _ChunkedInfoNCE(torch.autograd.Function):
         gk.index_add_(0, pos, -a)
         return ga * scale, gk * scale, None, None, None
 
-# %% ../nbs/04_losses.ipynb #13d7cb99
+# %% ../nbs/04_losses.ipynb #1cf95b98
+import functools
+
 def _compute_dtype(x): return torch.promote_types(x.dtype, torch.float32)
+
+def fp32_logits(f):
+    "Decorator: run the loss `f` with autocast off, so its similarity logits and softmax are computed in fp32 under mixed precision."
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        dev = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), 'cpu')
+        with torch.autocast(dev, enabled=False): return f(*args, **kwargs)
+    return wrapper
 
 def _flat_locations(x):
     "(B, D, H, W) -> (B*H*W, D), rows in (b, y, x) order."
@@ -170,6 +180,7 @@ class DenseInfoNCE(nn.Module):
         self.temperature, self.chunk_size = float(temperature), int(chunk_size)
         self.max_anchors = None if max_anchors is None else int(max_anchors)
 
+    @fp32_logits
     def forward(self, q, # (B, D, H, W) query embeddings (normalised inside)
                 k, # (B, D, H, W) key embeddings, aligned with q
                 valid=None, # optional (B, H, W) bool: locations that take part (anchors and keys)
@@ -201,6 +212,7 @@ class DenseInfoNCE(nn.Module):
         return f"temperature={self.temperature}, max_anchors={self.max_anchors}, chunk_size={self.chunk_size}"
 
 # %% ../nbs/04_losses.ipynb #628a641b
+@fp32_logits
 def info_nce(q, # (B, D) query vectors (normalised inside)
              k, # (B, D) key vectors; row b is the positive of q row b
              temperature:float=0.1, # softmax temperature tau
@@ -340,6 +352,7 @@ class RegionInfoNCE(nn.Module):
         if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}.")
         self.temperature, self.cross_image, self.symmetric = float(temperature), bool(cross_image), bool(symmetric)
 
+    @fp32_logits
     def forward(self, r1, # (B,N,D) region embeddings of view 1 (normalised inside)
                 r2, # (B,N,D) the same regions in view 2
                 mask=None, # (B,N) bool: which slots hold a sampled region (None: all)
@@ -402,6 +415,7 @@ class MoCoQueue(nn.Module):
 
     def extra_repr(self): return f"dim={self.dim}, size={self.size}, filled={int(self.filled)}"
 
+@fp32_logits
 def moco_loss(q, # (B,D) queries (normalised inside)
               k, # (B,D) their keys from the momentum network (no gradient flows into them)
               negatives=None, # (K,D) queued keys, or None/empty (then only in-batch keys of other images)
@@ -420,6 +434,7 @@ def moco_loss(q, # (B,D) queries (normalised inside)
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 # %% ../nbs/04_losses.ipynb #c762e894
+@fp32_logits
 def patch_info_nce(za, # (B,D,g_h,g_w) patch embeddings of stream a (normalised inside)
                    zb, # (B,D,g_h,g_w) the same patches in stream b
                    temperature:float=0.1, # tau [D: METHODS.md §2.3]
@@ -471,6 +486,7 @@ def sample_class_pixels(labels, # (B,H,W) (or any shape) class ids; `ignore_inde
         out.append(idx)
     return torch.cat(out)
 
+@fp32_logits
 def supcon_loss(z, # (N,D) embeddings (normalised inside)
                 labels, # (N,) class ids; same class (and same group) = positive
                 temperature:float=0.1, # tau [R: SupCon uses 0.07-0.1]
@@ -532,6 +548,7 @@ def pixel_contrast_loss(ea, # (B,D,H,W) pixel embeddings of stream a
     return supcon_loss(z, y, temperature)
 
 # %% ../nbs/04_losses.ipynb #bfc1a212
+@fp32_logits
 def nt_xent(z1, # (B,D) global embeddings of view 1 (normalised inside)
             z2, # (B,D) embeddings of view 2; row b is the other view of image b
             temperature:float=0.1, # tau [R: METHODS.md §3.3, 0.1-0.2]
