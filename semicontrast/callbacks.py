@@ -295,6 +295,7 @@ class RegionContrastPretrain(LossTerms):
         self.queue_size, self.momentum, self.valid_seed = int(queue_size), float(momentum), int(valid_seed)
         self.seg_loss = DiceCELoss() if seg_loss is None else seg_loss
         self.cache, self.last, self.epoch_terms, self.key_model, self.queue = None, {}, [], None, None
+        self._valid_gen = None   # made from valid_seed at each validation
 
     @property
     def two_views_in_model(self) -> bool: return self.lrc_weight > 0
@@ -520,7 +521,7 @@ class MixCLPretrain(LossTerms):
         self.temperature, self.label_temperature, self.max_per_class = float(temperature), float(label_temperature), int(max_per_class)
         self.corrupt_kw = dict(mask_ratio=mask_ratio, patch=patch, noise=noise)
         self.recon_kind, self.recon_masked_only, self.valid_seed = recon_kind, bool(recon_masked_only), int(valid_seed)
-        self.cache, self.last, self.epoch_terms = None, {}, []
+        self.cache, self.last, self.epoch_terms, self._valid_gen = None, {}, [], None
 
     @property
     def two_views(self) -> bool: return self.w['identity'] > 0 or self.w['label'] > 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelEpochException
-from .core import DataError
+from .core import DataError, load_torch_dict
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'rng_objects', 'training_state', 'check_model_state', 'load_training_state', 'save_checkpoint',
@@ -125,15 +125,8 @@ def save_checkpoint(state:dict, file) -> Path:
 
 def load_checkpoint(file, config:dict|None=None, ignore:tuple=()) -> dict:
     "Read a checkpoint with `weights_only=True`; `DataError` if it is missing, unreadable, not ours, or its config differs from `config`."
-    file = Path(file)
-    if not file.is_file(): raise DataError(f"no checkpoint at '{file}': there is nothing to resume; run without --resume.")
-    try: state = torch.load(file, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise DataError(f"checkpoint '{file}' cannot be read safely ({type(e).__name__}: {str(e).splitlines()[0][:160]}). It is truncated, "
-                        "corrupt or not a semicontrast checkpoint; delete it and start over without --resume.") from None
-    if not isinstance(state, dict) or state.get('format') != CKPT_FORMAT:
-        raise DataError(f"'{file}' is not a semicontrast checkpoint (format {state.get('format') if isinstance(state, dict) else type(state).__name__!r}, "
-                        f"expected {CKPT_FORMAT!r}); delete it and start over without --resume.")
+    state = load_torch_dict(file, 'checkpoint', CKPT_FORMAT, 'delete it and start over without --resume',
+                            missing='there is nothing to resume; run without --resume')
     if config is not None:
         old = state.get('config') or {}
         diff = sorted(k for k in set(old) | set(config) if k not in ignore and _plain_value(old.get(k)) != _plain_value(config.get(k)))

@@ -17,6 +17,7 @@ from .models import save_encoder
 from .metrics import evaluate
 from .learner import supervised_learner, ideal_learner, history
 from .callbacks import NonFiniteLoss, DeviceMixedPrecision, PRECISIONS
+from .distributed import world_size
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .report import write_result, write_report
 
@@ -411,7 +412,7 @@ def _run_in(out:Path, method, cases, info, split, parts, prep, cfg, device, smok
         split=dict(labelled=split.labelled, unlabelled=split.unlabelled, valid=split.valid, test=split.test),
         preprocessing=prep.to_dict(), config=cfg, history=hist,
         per_case=ev['per_case'], per_class=ev['per_class'], mean=ev['mean'], std=ev['std'],
-        versions=package_versions(), device=device_info(device),
+        versions=package_versions(), device=dict(device_info(device), processes=world_size()),   # processes: torchrun's world size
         timings=dict(load_s=t_load - t0, train_s=t_train - t_load, evaluate_s=t_eval - t_train, total_s=time.time() - t0),
         files=dict(split='split.json', weights='model.pth', report='report.html'),
         command=command, arguments=arguments, created=datetime.datetime.now().isoformat(timespec='seconds'),

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'RUN_SIZES', 'DataError', 'check_path', 'set_seed', 'default_device', 'run_size', 'package_versions',
-           'device_info']
+__all__ = ['IGNORE_INDEX', 'RUN_SIZES', 'DataError', 'check_path', 'load_torch_dict', 'set_seed', 'default_device', 'run_size',
+           'package_versions', 'device_info']
 
 # %% ../nbs/00_core.ipynb #cc8cdc74
 IGNORE_INDEX = 255  # label value meaning "no ground truth here" (unlabelled items, padding)
@@ -28,6 +28,26 @@ def check_path(path, what:str="path", kind:str="any") -> "Path":
     if kind == 'file' and not p.is_file(): raise DataError(f"{what} '{p}' is a folder, but a file was expected.")
     if kind == 'dir' and not p.is_dir(): raise DataError(f"{what} '{p}' is a file, but a folder was expected.")
     return p
+
+# %% ../nbs/00_core.ipynb #51ca733f
+def load_torch_dict(path, # the file
+                    what:str, # what it should be, for messages ('encoder file', 'checkpoint')
+                    fmt:str, # the value its 'format' entry must have
+                    fix:str, # what the user should do when it cannot be used
+                    missing:str|None=None, # what to do when it does not exist (default: `fix`)
+                    map_location='cpu') -> dict:
+    "`torch.load(path, weights_only=True)` of a dict whose 'format' is `fmt`; any problem is a `DataError` naming the file and `fix`."
+    from pathlib import Path
+    path = Path(path)
+    if not path.is_file(): raise DataError(f"{what} '{path}' does not exist; {missing or fix}.")
+    try: obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise DataError(f"{what} '{path}' could not be read safely ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}); it is "
+                        f"truncated, corrupt, not a torch file, or holds pickled objects. {fix[0].upper() + fix[1:]}.") from None
+    if not isinstance(obj, dict) or obj.get('format') != fmt:
+        found = obj.get('format') if isinstance(obj, dict) else type(obj).__name__
+        raise DataError(f"'{path}' is not a semicontrast {what} (format {found!r}, expected {fmt!r}); {fix}.")
+    return obj
 
 # %% ../nbs/00_core.ipynb #7e60643b
 def set_seed(seed:int, deterministic:bool=False):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import DataError
+from .core import DataError, load_torch_dict
 
 # %% auto #0
 __all__ = ['ENCODER_FORMAT', 'FEATURE_PERTURBATIONS', 'unet_widths', 'ConvBlock', 'Encoder', 'UpBlock', 'Decoder', 'init_weights',
@@ -273,15 +273,8 @@ def load_encoder(path, # a file written by `save_encoder`
                  map_location='cpu', # where the tensors go
                 ) -> Encoder:
     "Rebuild the `Encoder` saved at `path`, with its weights; `encoder.meta` holds the saved metadata."
-    path = Path(path)
-    if not path.is_file(): raise DataError(f"encoder file '{path}' does not exist; write one with save_encoder(encoder, '{path}').")
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise DataError(f"encoder file '{path}' could not be read ({type(e).__name__}: {str(e)[:120]}); it is truncated, corrupt or "
-                        "not a torch file. Re-run the pre-training that wrote it.") from None
-    if not isinstance(ck, dict) or ck.get('format') != ENCODER_FORMAT:
-        raise DataError(f"'{path}' is not a semicontrast encoder file (format {ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r}, "
-                        f"expected {ENCODER_FORMAT!r}); write encoders with save_encoder.")
+    ck = load_torch_dict(path, 'encoder file', ENCODER_FORMAT, 're-run the pre-training that wrote it (encoders are written by save_encoder)',
+                         missing=f"write one with save_encoder(encoder, '{path}')", map_location=map_location)
     enc = Encoder(ck['in_ch'], ck['widths'], ck['dropout'])
     try: enc.load_state_dict(ck['state_dict'])
     except RuntimeError as e:

@@ -33,6 +33,9 @@ def _run(out, **kw):
     ('supervised', dict(epochs=3), 'train', 1),
     ('ideal', dict(epochs=2, pretrain_epochs=2), 'finetune', 0),     # killed in fine-tuning: pre-training is not redone
     ('ideal', dict(epochs=2, pretrain_epochs=2), 'pretrain', 0),     # killed in pre-training (momentum key branch restored)
+    ('moco', dict(epochs=1, pretrain_epochs=2), 'pretrain', 0),      # MoCo: key network and queue restored
+    ('mixcl', dict(epochs=1, pretrain_epochs=2), 'pretrain', 0),     # MixCL: view and corruption generators, loss terms
+    ('mscs', dict(epochs=2), 'train', 0),                            # MSCS: the consistency ramp continues from train_iter
 ])
 def test_killed_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, method, kw, stage, epoch):
     full = _run(tmp_path/'full', method=method, **kw)
@@ -70,7 +73,7 @@ def test_refusals_name_the_folder_and_the_fix(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err; assert 'other settings' in err and 'lr' in err and 'train.pth' in err
     (out/'checkpoints'/'train.pth').write_bytes((out/'checkpoints'/'train.pth').read_bytes()[:1000])
     assert main(base + ['--resume']) == 2
-    err = capsys.readouterr().err; assert 'train.pth' in err and 'cannot be read safely' in err
+    err = capsys.readouterr().err; assert 'train.pth' in err and 'could not be read safely' in err
     assert main(base + ['--overwrite']) == 0 and (out/'result.json').exists()      # start over
     assert main(base + ['--resume']) == 2 and 'nothing to resume' in capsys.readouterr().err
     assert main(['run', 'supervised', '--data', 'phantom', '--smoke', '--out', str(tmp_path/'new'), '--resume']) == 2

@@ -8,6 +8,7 @@ are the single-process gradients, (c) after an optimiser step (a bare DDP model,
 `DDPTrainer` in both modes), the single-process parameters. The naive gather without gradient is checked to be wrong,
 so that the comparison can fail. A last test runs `semicontrast run` under torchrun.
 """
+import json
 import datetime, os, socket, subprocess, sys, time
 from pathlib import Path
 import pytest
@@ -276,6 +277,7 @@ def test_torchrun_cli_writes_one_result(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob('result.json')) == ['run/result.json']
     assert (out/'report.html').exists() and (out/'model.pth').exists()
+    assert json.loads((out/'result.json').read_text())['device']['processes'] == 2   # the card records the world size
     assert not any(p.name.startswith('semicontrast_rank') for p in tmp.iterdir()), 'rank 1 left its temporary output'
     assert r.stdout.count('wrote ') == 1            # only rank 0 prints its summary
     print(f'torchrun supervised smoke, 2 processes: {time.time() - t0:.0f} s')
