@@ -17,7 +17,7 @@ from .models import save_encoder
 from .metrics import evaluate
 from .learner import supervised_learner, ideal_learner, history
 from .callbacks import NonFiniteLoss, DeviceMixedPrecision, PRECISIONS
-from .distributed import world_size
+from .distributed import world_size, is_distributed
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .report import write_result, write_report
 
@@ -509,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     "Entry point of the `semicontrast` console script."
     argv = list(sys.argv[1:] if argv is None else argv)
+    if int(os.environ.get('WORLD_SIZE', '1') or 1) > 1 and not is_distributed():
+        from semicontrast.distributed import main as distributed_main   # `torchrun --no-python semicontrast run ...`:
+        return distributed_main(argv)                                     # join the group first, then come back here
     args = build_parser().parse_args(argv)
     try:
         if args.command == 'run':

@@ -266,12 +266,15 @@ def test_single_process_path_is_unchanged():
 
 # ------------------------------------------------------------------------------------------------ torchrun end to end
 @pytest.mark.slow
-def test_torchrun_cli_writes_one_result(tmp_path):
+@pytest.mark.parametrize('launch', ['module', 'console-script'])
+def test_torchrun_cli_writes_one_result(tmp_path, launch):
+    "torchrun ... -m semicontrast.distributed run ..., and torchrun --no-python semicontrast run ... (the console script)."
     out, tmp = tmp_path/'run', tmp_path/'tmp'
     tmp.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS='1', TMPDIR=str(tmp))
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-           '-m', 'semicontrast.distributed', 'run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(out)]
+    prog = ['-m', 'semicontrast.distributed'] if launch == 'module' else ['--no-python', str(Path(sys.executable).parent/'semicontrast')]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', *prog,
+           'run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(out)]
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
