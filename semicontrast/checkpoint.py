@@ -61,10 +61,12 @@ def _is_unset(learn, name:str) -> bool:
 def _global_rngs() -> dict:
     st = np.random.get_state()
     return {'torch': torch.get_rng_state(), 'python': _get_rng(random),
-            'numpy': [st[0], torch.from_numpy(st[1].astype(np.int64)), int(st[2]), int(st[3]), float(st[4])]}
+            'numpy': [st[0], torch.from_numpy(st[1].astype(np.int64)), int(st[2]), int(st[3]), float(st[4])],
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}   # one state per GPU
 
 def _set_global_rngs(s:dict):
     torch.set_rng_state(s['torch']); _set_rng(random, s['python'])
+    if s.get('cuda') and torch.cuda.is_available() and len(s['cuda']) == torch.cuda.device_count(): torch.cuda.set_rng_state_all(s['cuda'])
     name, keys, pos, has_gauss, cached = s['numpy']
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
