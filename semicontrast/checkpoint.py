@@ -83,6 +83,7 @@ def training_state(learn, epoch:int, config:dict|None=None) -> dict:
             'model': learn.model.state_dict(), 'opt': _plain_value(learn.opt.state_dict()),
             'recorder': _plain_value(learn.recorder.values), 'callbacks': cbs,
             'smooth_loss': {'val': learn.recorder.smooth_loss.val, 'count': int(learn.recorder.smooth_loss.count)},
+            'scaler': _plain_value(scaler.state_dict()) if (scaler := getattr(learn, 'scaler', None)) is not None else None,   # fp16 loss scale
             'rng': {'global': _global_rngs(), **{k: _get_rng(g) for k, g in rng_objects(learn).items()}}}
 
 def check_model_state(model, state:dict, where:str):
@@ -115,6 +116,8 @@ def load_training_state(learn, state:dict, where:str='the checkpoint'):
     learn.recorder.values = [list(v) for v in state['recorder']]
     sl = learn.recorder.smooth_loss   # the smoothed training loss runs on across epochs
     sl.val, sl.count = state['smooth_loss']['val'], state['smooth_loss']['count']
+    scaler = getattr(learn, 'scaler', None)
+    if state.get('scaler') and scaler is not None: scaler.load_state_dict(state['scaler'])
 
 # %% ../nbs/08a_checkpoint.ipynb #fdb9da43
 def save_checkpoint(state:dict, file) -> Path:

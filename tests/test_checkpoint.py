@@ -36,6 +36,7 @@ def _run(out, **kw):
     ('moco', dict(epochs=1, pretrain_epochs=2), 'pretrain', 0),      # MoCo: key network and queue restored
     ('mixcl', dict(epochs=1, pretrain_epochs=2), 'pretrain', 0),     # MixCL: view and corruption generators, loss terms
     ('mscs', dict(epochs=2), 'train', 0),                            # MSCS: the consistency ramp continues from train_iter
+    ('supervised', dict(epochs=2, precision='fp16'), 'train', 0),   # fp16: the GradScaler's loss scale restored
 ])
 def test_killed_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, method, kw, stage, epoch):
     full = _run(tmp_path/'full', method=method, **kw)
@@ -78,3 +79,38 @@ def test_refusals_name_the_folder_and_the_fix(tmp_path, monkeypatch, capsys):
     assert main(base + ['--resume']) == 2 and 'nothing to resume' in capsys.readouterr().err
     assert main(['run', 'supervised', '--data', 'phantom', '--smoke', '--out', str(tmp_path/'new'), '--resume']) == 2
     assert 'no checkpoint' in capsys.readouterr().err
+
+
+def test_fp16_loss_scale_is_restored(tmp_path):
+    "The GradScaler's state (scale and steps since it last grew) continues across a resume; dropping it from the checkpoint breaks that."
+    from fastai.callback.core import Callback
+    from semicontrast.core import set_seed
+    from semicontrast.data import synthetic_phantoms
+    from semicontrast.loaders import Preprocess, supervised_dls
+    from semicontrast.learner import supervised_learner
+    from semicontrast.callbacks import DeviceMixedPrecision
+
+    class KeepScaler(Callback):
+        order = 5   # before MixedPrecision (10) drops the scaler in after_fit
+        def after_fit(self): self.state = self.learn.scaler.state_dict()
+
+    class Kill(Callback):
+        order = 90  # after the Checkpoint (80) has written epoch 0
+        def after_epoch(self):
+            if self.epoch == 0: raise KeyboardInterrupt
+
+    def fit(*cbs):
+        set_seed(0)
+        cases = synthetic_phantoms(n=3, shape=(6, 32, 32), n_classes=3, seed=0)
+        learn = supervised_learner(supervised_dls(cases[:2], cases[2:], Preprocess(size=(32, 32)), bs=4, device='cpu'), 3, base=8, depth=3)
+        keep = KeepScaler()
+        with learn.no_logging(), learn.no_bar(): learn.fit_one_cycle(2, 3e-3, cbs=[DeviceMixedPrecision('fp16'), keep, *cbs])
+        return keep.state
+
+    full = fit()
+    with pytest.raises(KeyboardInterrupt): fit(ck.Checkpoint(tmp_path/'c.pth'), Kill())
+    state = ck.load_checkpoint(tmp_path/'c.pth')
+    assert state['scaler'] is not None and state['scaler']['_growth_tracker'] > 0
+    assert fit(ck.ResumeFrom(state)) == full
+    state['scaler'] = None                                         # the control: without it the tracker restarts at 0
+    assert fit(ck.ResumeFrom(state))['_growth_tracker'] != full['_growth_tracker']
