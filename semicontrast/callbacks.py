@@ -125,8 +125,8 @@ from fastai.optimizer import Adam
 from .augment import TwoViews, correspondence, align
 from .models import Encoder, unet_widths, init_weights
 from .heads import EncoderWithHead, dense_head_for
-from .losses import DenseInfoNCE, info_nce
-from .distributed import is_distributed, DistDenseInfoNCE, dist_info_nce   # keys from every process under torchrun
+from .losses import DenseInfoNCE
+from .distributed import DistDenseInfoNCE, dist_info_nce   # keys from every process under torchrun; the plain losses in one
 
 # %% ../nbs/06_callbacks.ipynb #d5a90b7f
 def zero_loss(pred, *yb):
@@ -200,7 +200,7 @@ class DenseContrastivePretrain(Callback):
         dense = self.loss_fn(c['q'], c['k_aligned'], c['valid'])
         loss, glob = dense, None
         if self.global_weight > 0:
-            glob = (dist_info_nce if is_distributed() else info_nce)(c['q'].mean((2, 3)), c['k'].mean((2, 3)), self.temperature)
+            glob = dist_info_nce(c['q'].mean((2, 3)), c['k'].mean((2, 3)), self.temperature)
             loss = (1 - self.global_weight) * dense + self.global_weight * glob
         self.learn.loss_grad = loss
         self.learn.loss = loss.detach().clone()
@@ -388,8 +388,8 @@ def _drop_background_regions(reg:torch.Tensor, bg:torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/06_callbacks.ipynb #ae8a5f31
 from .augment import photometric
-from .losses import patch_info_nce, pixel_contrast_loss, contrast_labels
-from .distributed import is_distributed, dist_patch_info_nce, dist_pixel_contrast_loss
+from .losses import contrast_labels
+from .distributed import dist_patch_info_nce, dist_pixel_contrast_loss
 
 STRONG_PERTURBATION = dict(brightness=0.3, contrast=0.3, gamma=(0.6, 1.6), noise=0.1, blur_p=0.5)   # [D] strong photometric view
 
@@ -471,12 +471,12 @@ class MSCSConsistency(LossTerms):
         terms['cps'] = cross_pseudo_loss(la[sel], lb[sel], self.cps_threshold, self.ignore_index) if sel.any() else la.float().sum() * 0.
         unsup = terms['cps']
         if self.patch_weight > 0:
-            terms['patch'] = (dist_patch_info_nce if is_distributed() else patch_info_nce)(*c['patch'], self.patch_temperature)
+            terms['patch'] = dist_patch_info_nce(*c['patch'], self.patch_temperature)
             unsup = unsup + self.patch_weight * terms['patch']
         if self.pixel_weight > 0:
             ya = contrast_labels(y, lb, self.threshold, self.ignore_index)
             yb = contrast_labels(y, la, self.threshold, self.ignore_index)
-            terms['pixel'] = (dist_pixel_contrast_loss if is_distributed() else pixel_contrast_loss)(*c['pixel'], ya, yb, self.max_per_class, self.pixel_temperature, self.ignore_index)
+            terms['pixel'] = dist_pixel_contrast_loss(*c['pixel'], ya, yb, self.max_per_class, self.pixel_temperature, self.ignore_index)
             unsup = unsup + self.pixel_weight * terms['pixel']
         it = int(self.learn.train_iter)
         w = self.weight(it)
@@ -495,8 +495,8 @@ class MSCSConsistency(LossTerms):
 # %% ../nbs/06_callbacks.ipynb #38eb7170
 from .heads import MixCLNet
 from .augment import corrupt
-from .losses import nt_xent, label_contrast_loss, label_contrast_floor, reconstruction_loss
-from .distributed import is_distributed, dist_nt_xent, dist_label_contrast_loss
+from .losses import label_contrast_floor, reconstruction_loss
+from .distributed import dist_nt_xent, dist_label_contrast_loss
 
 class MixCLPretrain(LossTerms):
     "MixCL pre-training of a `MixCLNet` on (x, y, space) batches: w_id NT-Xent + w_lab label SupCon + w_rec reconstruction."
@@ -561,17 +561,15 @@ class MixCLPretrain(LossTerms):
 
     def after_loss(self):
         c, terms = self.cache, {}
-        if self.w['identity'] > 0: terms['identity'] = (dist_nt_xent if is_distributed() else nt_xent)(c['v1']['global'], c['v2']['global'], self.temperature)
+        if self.w['identity'] > 0: terms['identity'] = dist_nt_xent(c['v1']['global'], c['v2']['global'], self.temperature)
+        rates = {}
         if self.w['label'] > 0:
-            gen = None if self.training else self._valid_gen
-            terms['label'] = (dist_label_contrast_loss if is_distributed() else label_contrast_loss)(torch.cat([c['v1']['dense'], c['v2']['dense']]), torch.cat([c['y1'], c['y2']]),
-                                                 torch.cat([c['space'], c['space']]), self.max_per_class, self.label_temperature,
-                                                 generator=gen)
+            y, sp = torch.cat([c['y1'], c['y2']]), torch.cat([c['space'], c['space']])   # both views' labels follow them
+            terms['label'] = dist_label_contrast_loss(torch.cat([c['v1']['dense'], c['v2']['dense']]), y, sp, self.max_per_class,
+                                                      self.label_temperature, generator=None if self.training else self._valid_gen)
+            rates['label_floor'] = label_contrast_floor(y, sp, self.max_per_class)   # the lowest value the term could take here
         if self.w['recon'] > 0:
             terms['recon'] = reconstruction_loss(c['rec'], c['x'], self.recon_kind, c['mask'] if self.recon_masked_only else None)
-        rates = {}
-        if self.w['label'] > 0:   # the lowest value the label term could take on this batch (`losses.label_contrast_floor`)
-            rates['label_floor'] = label_contrast_floor(torch.cat([c['y1'], c['y2']]), torch.cat([c['space'], c['space']]), self.max_per_class)
         self.set_loss(sum(self.w[k] * t for k, t in terms.items()), terms, **rates)
 
     def after_batch(self): self.cache = None

@@ -17,7 +17,7 @@ from .models import save_encoder
 from .metrics import evaluate
 from .learner import supervised_learner, ideal_learner, history
 from .callbacks import NonFiniteLoss, DeviceMixedPrecision, PRECISIONS
-from .distributed import world_size, is_distributed
+from .distributed import world_size, is_distributed, distrib_fit, main as distributed_main
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .report import write_result, write_report
 
@@ -38,13 +38,12 @@ CKPT_IGNORE = ('quiet', 'resume', 'out')   # settings that may change between an
 
 def _fit(learn, epochs:int, lr:float, cfg:dict, stage:str='train'):
     "One-cycle fit with a checkpoint after every epoch (`out/checkpoints/STAGE.pth`); with --resume, continue from it."
-    from semicontrast.distributed import distrib_fit
     file = Path(cfg['out'])/'checkpoints'/f'{stage}.pth'
-    keep = {k: v for k, v in cfg.items() if k not in CKPT_IGNORE}
-    cbs = [Checkpoint(file, dict(keep, stage=stage))]
+    keep = dict({k: v for k, v in cfg.items() if k not in CKPT_IGNORE}, stage=stage)   # what a resume must match
+    cbs = [Checkpoint(file, keep)]
     if cfg.get('precision', 'fp32') != 'fp32': cbs.append(DeviceMixedPrecision(cfg['precision']))
     if cfg.get('resume') and file.exists():
-        cbs.append(ResumeFrom(load_checkpoint(file, dict(keep, stage=stage), ignore=CKPT_IGNORE), where=str(file)))
+        cbs.append(ResumeFrom(load_checkpoint(file, keep, ignore=CKPT_IGNORE), where=str(file)))
     with distrib_fit(learn):   # data-parallel under torchrun (see `distributed`); a plain fit otherwise
         if cfg.get('quiet'):
             with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=cbs)
@@ -509,9 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     "Entry point of the `semicontrast` console script."
     argv = list(sys.argv[1:] if argv is None else argv)
-    if int(os.environ.get('WORLD_SIZE', '1') or 1) > 1 and not is_distributed():
-        from semicontrast.distributed import main as distributed_main   # `torchrun --no-python semicontrast run ...`:
-        return distributed_main(argv)                                     # join the group first, then come back here
+    if int(os.environ.get('WORLD_SIZE', '1') or 1) > 1 and not is_distributed():   # `torchrun --no-python semicontrast run ...`:
+        return distributed_main(argv)                                               # join the group first, then come back here
     args = build_parser().parse_args(argv)
     try:
         if args.command == 'run':

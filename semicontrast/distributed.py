@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 import torch.distributed as dist
 from .losses import (nt_xent, info_nce, supcon_loss, patch_info_nce, pixel_contrast_loss, label_contrast_loss,
-                                 sample_class_pixels, DenseInfoNCE, IGNORE_INDEX)
+                                 sample_class_pixels, DenseInfoNCE, IGNORE_INDEX, fp32_logits, _ChunkedInfoNCE,
+                                 _compute_dtype as _dt, _plain)
 
 # %% auto #0
 __all__ = ['is_distributed', 'world_size', 'rank', 'gather_with_grad', 'gather_nograd', 'dist_info_nce', 'dist_nt_xent',
@@ -90,9 +91,7 @@ def _attached(loss, *keys):
         if k.requires_grad: loss = loss + k.sum() * 0.
     return loss
 
-def _dt(x): return torch.promote_types(x.dtype, torch.float32)
-def _plain(x): return x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) and type(x) is not torch.Tensor else x
-
+@fp32_logits   # like the one-process losses: similarity logits in fp32 under mixed precision
 def dist_info_nce(q, # (B_r, D) this rank's queries (normalised inside)
                   k, # (B_r, D) their keys; row b is the positive of q row b
                   temperature:float=0.1, # softmax temperature tau
@@ -112,6 +111,7 @@ def dist_info_nce(q, # (B_r, D) this rank's queries (normalised inside)
     ce = F.cross_entropy(qn @ K.T / temperature, target, reduction='sum')
     return _attached(ce * (world_size() / N), K)
 
+@fp32_logits
 def dist_nt_xent(z1, # (B_r, D) this rank's view-1 embeddings (normalised inside)
                  z2, # (B_r, D) its view-2 embeddings; row b is the other view of image b
                  temperature:float=0.1, # tau
@@ -152,6 +152,7 @@ def dist_patch_info_nce(za, # (B_r, D, g_h, g_w) this rank's patch embeddings of
     return 0.5 * (loss + dist_info_nce(qb, qa, temperature)) if symmetric else loss
 
 # %% ../nbs/11_distributed.ipynb #40e6e3ac
+@fp32_logits
 def dist_supcon_loss(z, # (n_r, D) this rank's embeddings (normalised inside); n_r may be 0
                      labels, # (n_r,) class ids
                      temperature:float=0.1,
@@ -237,9 +238,9 @@ def dist_label_contrast_loss(emb, # (B_r,D,H,W) this rank's dense embeddings
 # %% ../nbs/11_distributed.ipynb #059eb51b
 class DistDenseInfoNCE(DenseInfoNCE):
     "`DenseInfoNCE` whose keys (and negatives) are the valid locations of every process; in one process the same as `DenseInfoNCE`."
+    @fp32_logits
     def forward(self, q, k, valid=None) -> torch.Tensor:
         if not is_distributed(): return super().forward(q, k, valid)
-        from semicontrast.losses import _ChunkedInfoNCE
         q, k = _plain(q), _plain(k)
         if q.ndim != 4 or tuple(k.shape) != tuple(q.shape):
             raise ValueError(f"q and k must be equal (B, D, H, W) tensors, got {tuple(q.shape)} and {tuple(k.shape)}.")

@@ -617,7 +617,9 @@ def supcon_floor(labels, # (N,) class ids of the samples
     "The lowest value `supcon_loss` can reach for these labels: the mean over anchors with a positive of log |P(i)|."
     labels = torch.as_tensor(_plain(labels))
     same = labels[:, None] == labels[None, :]
-    if groups is not None: same = same & (torch.as_tensor(_plain(groups))[:, None] == torch.as_tensor(_plain(groups))[None, :])
+    if groups is not None:
+        g = torch.as_tensor(_plain(groups))
+        same = same & (g[:, None] == g[None, :])
     n_pos = same.sum(1) - 1                                    # minus the anchor itself
     n_pos = n_pos[n_pos > 0]
     return float(torch.log(n_pos.double()).mean()) if len(n_pos) else 0.
@@ -631,8 +633,9 @@ def label_contrast_floor(labels, # (B,H,W) class ids, `ignore_index` where unkno
     lab = torch.as_tensor(_plain(labels)).long()
     if lab.ndim == 4 and lab.shape[1] == 1: lab = lab[:, 0]
     if lab.ndim != 3: raise ValueError(f"labels must be (B,H,W), got shape {tuple(lab.shape)}.")
-    sp = torch.zeros(lab.shape[0], dtype=torch.long) if spaces is None else torch.as_tensor(_plain(spaces)).long().cpu()
-    lab = lab.cpu(); valid = lab != ignore_index
+    sp = torch.zeros(lab.shape[0], dtype=torch.long, device=lab.device) if spaces is None else \
+         torch.as_tensor(_plain(spaces)).long().to(lab.device)   # counted where the labels are: no copy of the batch to the host
+    valid = lab != ignore_index
     if not valid.any(): return 0.
     pairs = torch.stack([sp[:, None, None].expand_as(lab)[valid], lab[valid]], 1)
     n = torch.unique(pairs, dim=0, return_counts=True)[1].clamp(max=int(max_per_class)).double()

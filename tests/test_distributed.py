@@ -111,6 +111,12 @@ def _job(r:int) -> dict:
             loss = dist_fn(*xs, *[d[n][s] for n in other])
             loss.backward()
             out[f'{name}/{share}'] = (loss.detach(), [x.grad for x in xs])
+    # under bf16 autocast the gathered losses keep their logits in fp32 (losses.fp32_logits), like the one-process ones
+    s = _rows(SHARES['equal'], r)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        for name, (diff, other, dist_fn, _) in LOSSES.items():
+            out[f'bf16/{name}'] = dist_fn(*[d[n][s] for n in diff], *[d[n][s] for n in other]).detach()
+        out['bf16/nt_xent/unguarded'] = D.dist_nt_xent.__wrapped__(d['z1'][s], d['z2'][s], 0.2).detach()
     # the naive gather: the same loss value, other gradients
     s = _rows(SHARES['equal'], r)
     z1, z2 = (d[n][s].clone().requires_grad_(True) for n in ('z1', 'z2'))
@@ -198,6 +204,17 @@ def test_gathered_loss_and_gradients_equal_one_process(ranks, name, share):
     # (b) each rank's gradient w.r.t. its own rows, averaged over ranks as DDP does (/W), is the global gradient
     for i, g in enumerate(grads):
         torch.testing.assert_close(torch.cat([gs[i] for _, gs in per_rank]) / W, g, rtol=RTOL, atol=ATOL)
+
+@pytest.mark.parametrize('name', list(LOSSES))
+def test_gathered_losses_keep_fp32_logits_under_autocast(ranks, name):
+    for rk in ranks:
+        val, ref = rk[f'bf16/{name}'], rk[f'{name}/equal'][0]
+        assert val.dtype == torch.float32
+        torch.testing.assert_close(val, ref, rtol=RTOL, atol=ATOL)
+
+def test_without_the_guard_bf16_changes_the_gathered_loss(ranks):
+    "The control: the same gathered NT-Xent with autocast left on computes its logits in bf16 and misses the fp32 value."
+    assert any(abs(float(rk['bf16/nt_xent/unguarded']) - float(rk['nt_xent/equal'][0])) > 1e-4 for rk in ranks)
 
 def test_equal_shares_give_the_local_mean(ranks):
     "With equal shares each rank's loss is an ordinary mean over its anchors: the two ranks' losses differ, their mean is global."
