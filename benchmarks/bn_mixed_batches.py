@@ -17,7 +17,7 @@ import time, torch, sys
 from semicontrast.core import set_seed
 from semicontrast.data import load_dataset
 from semicontrast.splits import make_split
-from semicontrast.cli import auto_preprocess
+from semicontrast.loaders import auto_preprocess
 from semicontrast.loaders import supervised_dls, two_stream_dls
 from semicontrast.learner import supervised_learner, ideal_learner, history
 from semicontrast.metrics import evaluate

@@ -18,7 +18,8 @@ import torch
 from semicontrast.core import set_seed
 from semicontrast.data import load_dataset
 from semicontrast.splits import make_split
-from semicontrast.cli import auto_preprocess, SIZES
+from semicontrast.loaders import auto_preprocess
+from semicontrast.cli import SIZES
 from semicontrast.superpixels import SuperpixelCache, felzenszwalb_slice, region_dls, superpixels_for
 from semicontrast.learner import lrc_learner
 
@@ -62,7 +63,7 @@ print('region_dls build (slices + superpixels): ' + ', '.join(f'{k} {v:.2f} s' f
 # 3. steps
 set_seed(0)
 learn = lrc_learner(dls, n_classes=info.n_classes, base=SIZES['full']['base'], depth=SIZES['full']['depth'],
-                    queue_size=SIZES['full']['moco_queue'], momentum=SIZES['full']['moco_momentum'])
+                    )   # MoCo's queue and momentum: lrc_learner's defaults
 learn.model.to(dev)
 from fastai.callback.core import Callback, CancelFitException
 class StepTimer(Callback):

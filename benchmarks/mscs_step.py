@@ -16,7 +16,8 @@ import torch
 from semicontrast.core import set_seed
 from semicontrast.data import load_dataset
 from semicontrast.splits import make_split
-from semicontrast.cli import auto_preprocess, SIZES
+from semicontrast.loaders import auto_preprocess
+from semicontrast.cli import SIZES
 from semicontrast.loaders import supervised_dls, two_stream_dls
 from semicontrast.learner import supervised_learner, mscs_learner
 from semicontrast.losses import pixel_contrast_loss, supcon_loss

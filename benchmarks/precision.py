@@ -12,7 +12,9 @@ from fastai.callback.core import Callback, CancelFitException
 from semicontrast.core import set_seed
 from semicontrast.data import load_dataset
 from semicontrast.splits import make_split
-from semicontrast.cli import auto_preprocess, SIZES, _pool_sources
+from semicontrast.loaders import auto_preprocess
+from semicontrast.cli import SIZES
+from semicontrast.mixcl import pool_sources
 from semicontrast.loaders import supervised_dls, pooled_dls, PoolSource
 from semicontrast.learner import supervised_learner, mixcl_learner
 from semicontrast.callbacks import DeviceMixedPrecision
@@ -65,7 +67,7 @@ def supervised():
     return supervised_learner(dls, info.n_classes, base=a.base, depth=4)
 
 def mixcl():
-    pdls = pooled_dls(_pool_sources(parts, prep, info, []), [PoolSource(info.name, parts['valid'], prep, info.class_names)],
+    pdls = pooled_dls(pool_sources(parts, prep, info, []), [PoolSource(info.name, parts['valid'], prep, info.class_names)],
                       bs=2 * a.bs, seed=0, device=dev)
     return mixcl_learner(pdls, n_classes=info.n_classes, base=a.base, depth=4)
 

@@ -15,7 +15,7 @@ from .losses import (nt_xent, info_nce, supcon_loss, patch_info_nce, pixel_contr
 # %% auto #0
 __all__ = ['is_distributed', 'world_size', 'rank', 'gather_with_grad', 'gather_nograd', 'dist_info_nce', 'dist_nt_xent',
            'dist_patch_info_nce', 'dist_supcon_loss', 'dist_pixel_contrast_loss', 'dist_label_contrast_loss',
-           'DistDenseInfoNCE', 'shard_dl', 'DDPTrainer', 'distrib_fit', 'init_from_env', 'main']
+           'DistDenseInfoNCE', 'shard_dl', 'DDPTrainer', 'distrib_fit', 'init_from_env']
 
 # %% ../nbs/11_distributed.ipynb #3b9bd114
 def is_distributed() -> bool:
@@ -362,7 +362,7 @@ def distrib_fit(learn, # a fastai `Learner`
         if int(os.environ.get('WORLD_SIZE', '1') or 1) > 1:
             from semicontrast.core import DataError
             raise DataError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but no process group: every process would train alone and write "
-                            "the same files. Start it as torchrun --nproc_per_node N -m semicontrast.distributed run ...")
+                            "the same files. Start it as torchrun --nproc_per_node N -m semicontrast.cli run ...")
         yield learn
         return
     cb = DDPTrainer(mode)
@@ -387,25 +387,3 @@ def _interactive() -> bool:
     ip = sys.modules.get('IPython')
     return ip is not None and getattr(ip, 'get_ipython', lambda: None)() is not None
 
-def main(argv=None) -> int:
-    "`semicontrast run ...` under torchrun: join the process group, train data-parallel, write `--out` on rank 0 only."
-    from semicontrast.cli import main as cli_main
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not init_from_env(): return cli_main(argv)
-    tmp = None
-    try:
-        if '--resume' in argv:   # rank > 0 writes to a throw-away folder, so it has no checkpoints to resume from
-            print("semicontrast: error: --resume is not supported under torchrun yet; start the run over (or resume it in "
-                  "one process, without torchrun, which continues with a single process's batches).", file=sys.stderr)
-            return 2
-        if torch.cuda.is_available() and not any(a == '--device' or a.startswith('--device=') for a in argv):
-            argv += ['--device', f"cuda:{os.environ.get('LOCAL_RANK', 0)}"]
-        if rank() == 0: return cli_main(argv)
-        tmp = tempfile.mkdtemp(prefix=f'semicontrast_rank{rank()}_')
-        with open(os.devnull, 'w') as null, contextlib.redirect_stdout(null):
-            return cli_main(argv + ['--out', tmp, '--quiet', '--overwrite'])
-    finally:
-        if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
-        if dist.is_initialized(): dist.destroy_process_group()
-
-if __name__ == '__main__' and not _interactive(): sys.exit(main())

@@ -16,8 +16,8 @@ from fastai.data.core import DataLoaders
 from .core import IGNORE_INDEX, DataError
 
 # %% auto #0
-__all__ = ['Preprocess', 'SliceDataset', 'flip_rot90', 'supervised_dls', 'TwoStreamDL', 'two_stream_dls', 'pretrain_dls',
-           'PoolSource', 'PooledDataset', 'PooledDL', 'pooled_dls']
+__all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'supervised_dls', 'TwoStreamDL', 'two_stream_dls',
+           'pretrain_dls', 'PoolSource', 'PooledDataset', 'PooledDL', 'pooled_dls', 'auto_preprocess']
 
 # %% ../nbs/00c_loaders.ipynb #2482138d
 _SPATIAL, _INTENSITY = ('pad', 'resize'), ('zscore', 'minmax', 'window', 'none')
@@ -597,3 +597,15 @@ def pooled_dls(sources, # `PoolSource`s to pre-train on (labelled and unlabelled
     dls.prep = {s.name: s.prep for s in tds.sources}
     dls.spaces, dls.label_map, dls.balance = tds.spaces, tds.label_map, bool(balance)
     return dls
+
+# %% ../nbs/00c_loaders.ipynb #fbfc463a
+CT_WINDOW = (-160.0, 240.0)  # HU clip for CT when the dataset gives none: abdominal soft tissue [R]
+
+def auto_preprocess(cases:list, intensity:str='zscore', depth:int=4, max_pad:int=256, window=None) -> Preprocess:
+    "Centre padding to the smallest multiple of 2**depth that holds every slice, or resizing to `max_pad` for large slices."
+    m = 2 ** depth
+    h = max(c.spatial_shape[1] for c in cases); w = max(c.spatial_shape[2] for c in cases)
+    if max(h, w) <= max_pad:
+        size = (int(math.ceil(h / m) * m), int(math.ceil(w / m) * m))
+        return Preprocess(size=size, spatial='pad', intensity=intensity, window=window)
+    return Preprocess(size=(max_pad, max_pad), spatial='resize', intensity=intensity, window=window)

@@ -85,12 +85,11 @@ def report_html(result:dict, figures:list=None) -> str:
     per_case = result.get('per_case') or {}
     if per_case: figs.append(('Dice per test volume', metric_boxplot(per_case, 'dice')))
     if per_case: figs.append(('HD95 per test volume (mm)', metric_boxplot(per_case, 'hd95')))
-    if (result.get('pretrain') or {}).get('history'):
-        figs.append(('Pre-training', training_curves(result['pretrain']['history'], title='pre-training (self-supervised)')))
-    if result.get('history'): figs.append(('Training', training_curves(result['history'])))
-    for stage in ('pretrain', 'mscs'):
-        terms = (result.get(stage) or {}).get('terms')
-        if terms: figs.append((f'Loss terms per epoch ({stage})', training_curves(_term_rows(terms), title=f'{stage}: loss terms and rates')))
+    stages = result.get('stages') or ({'train': {'history': result['history']}} if result.get('history') else {})
+    for name, st in stages.items():   # one training curve per stage, and its loss terms when the method records them
+        if st.get('history'): figs.append((f'Stage {name}: training', training_curves(st['history'], title=f'{name}: losses and metrics')))
+        if st.get('terms'):
+            figs.append((f'Stage {name}: loss terms per epoch', training_curves(_term_rows(st['terms']), title=f'{name}: loss terms and rates')))
     figs += list(figures or [])
     parts, first = [], True
     for title, fig in figs:

@@ -15,6 +15,7 @@ import nibabel as nib
 
 import semicontrast.cli as cli
 from semicontrast.cli import main
+from semicontrast.method import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = (16, 16, 4)   # (X, Y, Z) of every tiny volume
@@ -240,7 +241,7 @@ def _(tmp): return ['--data', str(msd(tmp))], ['nosuchmethod', 'supervised']
 
 
 # one line, except: the layout list of detect_format, and argparse's own refusals (a usage line, then the error)
-MULTI_LINE = {'empty-folder': 'semicontrast: error: Cannot tell the layout', 'unknown-format-name': 'usage: semicontrast run'}
+MULTI_LINE = {'empty-folder': 'semicontrast: error: Cannot tell the layout'}
 
 def run_cli(method, args, out, capsys):
     "main(['run', ...]) in this process: (exit status, stderr). argparse's own refusals raise SystemExit(2)."
@@ -296,10 +297,10 @@ def test_failed_overwrite_keeps_the_previous_result(tmp_path, capsys):
 def test_interrupted_training_keeps_the_previous_result(exc, rc_expected, tmp_path, capsys, monkeypatch):
     "IDEAL's fine-tuning stops (Ctrl-C, or a crash) after pre-training wrote encoder.pth: out keeps the old result."
     calls = []
-    def fit(learn, epochs, lr, cfg, stage='train'):
+    def fit(self, learn, stage, epochs, lr):
         calls.append(epochs)
         if len(calls) == 2: raise exc('stopped in training')
-    monkeypatch.setattr(cli, '_fit', fit)
+    monkeypatch.setattr(RunContext, 'fit', fit)
     out = tmp_path/'out'; before = old_result(out)
     args = ['--data', str(msd(tmp_path)), '--overwrite']
     if rc_expected is None:

@@ -200,10 +200,10 @@ def test_cli_mixcl_on_msd_spleen_pooled_with_btcv_records_each_window(tmp_path):
     res = run_experiment('mixcl', data=str(spleen), pool=[str(btcv)], smoke=True, out=tmp_path/'r', quiet=True,
                          labeled=2, valid=1, test=1)
     assert res['dataset']['modality'] == 'CT' and res['preprocessing']['window'] == [-160, 240]
-    pool = res['pretrain']['pool']
+    pool = res['stages']['pretrain']['pool']
     assert [p['class_names'][-1] for p in pool] == ['spleen', BTCV_CLASSES[-1]] and len(pool[1]['class_names']) == 14
     assert [p['cases'] for p in pool] == [4, 3] and [p['labelled_cases'] for p in pool] == [2, 3]   # 6 - valid - test; labels of the unlabelled dropped
     for p in pool: assert p['preprocessing']['intensity'] == 'window' and p['preprocessing']['window'] == [-160, 240]
     saved = json.loads((tmp_path/'r'/'result.json').read_text())
-    assert saved['pretrain']['pool'] == pool and saved['pretrain']['terms'][0]['label'] > 0
+    assert saved['stages']['pretrain']['pool'] == pool and saved['stages']['pretrain']['terms'][0]['label'] > 0
     assert all(k.startswith('spleen') for k in saved['per_case'])

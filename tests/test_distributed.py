@@ -285,11 +285,11 @@ def test_single_process_path_is_unchanged():
 @pytest.mark.slow
 @pytest.mark.parametrize('launch', ['module', 'console-script'])
 def test_torchrun_cli_writes_one_result(tmp_path, launch):
-    "torchrun ... -m semicontrast.distributed run ..., and torchrun --no-python semicontrast run ... (the console script)."
+    "torchrun ... -m semicontrast.cli run ..., and torchrun --no-python semicontrast run ... (the console script)."
     out, tmp = tmp_path/'run', tmp_path/'tmp'
     tmp.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS='1', TMPDIR=str(tmp))
-    prog = ['-m', 'semicontrast.distributed'] if launch == 'module' else ['--no-python', str(Path(sys.executable).parent/'semicontrast')]
+    prog = ['-m', 'semicontrast.cli'] if launch == 'module' else ['--no-python', str(Path(sys.executable).parent/'semicontrast')]
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', *prog,
            'run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(out)]
     t0 = time.time()

@@ -9,7 +9,8 @@ from semicontrast.data import synthetic_phantoms
 from semicontrast.loaders import Preprocess, pretrain_dls, two_stream_dls, supervised_dls
 from semicontrast.models import Encoder, TwoStreamUNet, unet_widths, save_encoder, load_encoder
 from semicontrast.heads import EncoderWithHead
-from semicontrast.callbacks import DenseContrastivePretrain, EMAUpdate, TwoStreamConsistency
+from semicontrast.callbacks import EMAUpdate, TwoStreamConsistency
+from semicontrast.ideal import DenseContrastivePretrain
 from semicontrast.learner import ideal_learner, history
 from semicontrast.losses import sigmoid_rampup
 
@@ -151,8 +152,9 @@ def test_semicontrast_run_ideal_smoke(tmp_path):
     assert r.returncode == 0, r.stderr     # --pretrain-epochs is accepted by a method with a pre-training stage
     res = json.loads((out/'result.json').read_text())
     assert res['method'] == 'ideal' and res['config']['pretrain_epochs'] == 2
-    assert len(res['pretrain']['history']) == 2 and res['pretrain']['encoder'] == 'encoder.pth'
-    assert res['finetune']['steps'] >= res['finetune']['supervised_steps'] >= 1
+    st = res['stages']
+    assert len(st['pretrain']['history']) == 2 and st['pretrain']['encoder'] == 'encoder.pth'
+    assert st['finetune']['steps'] >= st['finetune']['supervised_steps'] >= 1
     assert set(res['per_case']) == set(res['split']['test'])
     assert 0 <= res['mean']['dice'] <= 1
     enc = load_encoder(out/'encoder.pth')
@@ -161,7 +163,7 @@ def test_semicontrast_run_ideal_smoke(tmp_path):
     m = TwoStreamUNet(n_classes=res['dataset']['n_classes'], base=8, depth=4)
     m.load_state_dict(torch.load(out/'model.pth', weights_only=True))
     html = (out/'report.html').read_text()
-    assert 'pre-training (self-supervised)' in html
+    assert 'Stage pretrain: training' in html and 'Stage finetune: training' in html
     assert 'ideal on hippocampus' in r.stdout
 
 

@@ -9,10 +9,10 @@ from semicontrast.core import IGNORE_INDEX, DataError, set_seed
 from semicontrast.data import synthetic_phantoms
 from semicontrast.loaders import Preprocess, supervised_dls
 from semicontrast.models import UNet
-from semicontrast.heads import LRCNet
+from semicontrast.lrc import LRCNet
 from semicontrast.losses import sample_regions, pool_regions, RegionInfoNCE, MoCoQueue, moco_loss
 from semicontrast.superpixels import region_dls, superpixels_for, SuperpixelCache, felzenszwalb_slice
-from semicontrast.callbacks import RegionContrastPretrain, _drop_background_regions
+from semicontrast.lrc import RegionContrastPretrain, _drop_background_regions
 from semicontrast.learner import lrc_learner, history
 from semicontrast.augment import TwoViews
 
@@ -326,10 +326,10 @@ def test_semicontrast_run_lrc_and_moco_smoke(tmp_path):
         assert main(['run', method, '--smoke', '--quiet', '--out', str(tmp_path/method), '--superpixel-cache', str(cache)]) == 0
         r = json.loads((tmp_path/method/'result.json').read_text())
         assert r['method'] == method and (tmp_path/method/'report.html').exists() and (tmp_path/method/'encoder.pth').exists()
-        assert r['pretrain']['lrc_weight'] == (1.0 if method == 'lrc' else 0.0) and r['pretrain']['global_loss'] == 'moco'
-        assert set(r['pretrain']['terms'][0]) == ({'moco', 'lrc', 'loss'} if method == 'lrc' else {'moco', 'loss'})
-        assert r['config']['moco_queue'] == 256 and 0 <= r['mean']['dice'] <= 1
-        sp = r['pretrain']['superpixels']
+        assert r['config']['lrc_weight'] == (1.0 if method == 'lrc' else 0.0) and r['config']['global_loss'] == 'moco'
+        assert set(r['stages']['pretrain']['terms'][0]) == ({'moco', 'lrc', 'loss'} if method == 'lrc' else {'moco', 'loss'})
+        assert r['config']['queue_size'] == 4096 and 0 <= r['mean']['dice'] <= 1
+        sp = r['stages']['pretrain']['superpixels']
         if method == 'lrc': assert sp['misses'] > 0 and sp['hits'] == 0 and sp['repairs'] == 0
         else: assert sp['hits'] > 0 and sp['misses'] == 0      # the second run read every volume from the cache
 
@@ -337,7 +337,7 @@ def test_semicontrast_run_lrc_and_moco_smoke(tmp_path):
 def test_cli_refuses_lrc_options_elsewhere_and_bad_windows(tmp_path, capsys):
     from semicontrast.cli import main
     assert main(['run', 'supervised', '--smoke', '--quiet', '--out', str(tmp_path/'a'), '--lrc-weight', '0.5']) == 2
-    assert 'for run lrc' in capsys.readouterr().err
+    assert '--lrc-weight is an option of lrc, moco' not in (err := capsys.readouterr().err) and '--lrc-weight is an option of lrc' in err
     assert main(['run', 'lrc', '--smoke', '--quiet', '--out', str(tmp_path/'b'), '--lrc-weight', '-1']) == 2
     assert '>= 0' in capsys.readouterr().err
     assert main(['run', 'supervised', '--smoke', '--quiet', '--out', str(tmp_path/'c'), '--window=5,1']) == 2

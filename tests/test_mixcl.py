@@ -9,9 +9,10 @@ from semicontrast.core import IGNORE_INDEX, set_seed
 from semicontrast.data import synthetic_phantoms
 from semicontrast.loaders import Preprocess, PoolSource, pooled_dls, supervised_dls
 from semicontrast.models import UNet
-from semicontrast.heads import MixCLNet
-from semicontrast.callbacks import MixCLPretrain, zero_loss
-import semicontrast.callbacks as callbacks
+from semicontrast.mixcl import MixCLNet
+from semicontrast.callbacks import zero_loss
+from semicontrast.mixcl import MixCLPretrain
+import semicontrast.mixcl as mixcl_module
 from semicontrast.learner import mixcl_learner, history
 from fastai.learner import Learner
 
@@ -45,10 +46,10 @@ def test_loss_is_the_weighted_sum_of_the_three_terms(pool):
 
 def test_label_term_gets_each_images_label_space(pool, monkeypatch):
     seen = []
-    real = callbacks.dist_label_contrast_loss
+    real = mixcl_module.dist_label_contrast_loss
     def spy(emb, labels, spaces, *a, **k):
         seen.append((labels.clone(), spaces.clone())); return real(emb, labels, spaces, *a, **k)
-    monkeypatch.setattr(callbacks, 'dist_label_contrast_loss', spy)
+    monkeypatch.setattr(mixcl_module, 'dist_label_contrast_loss', spy)
     set_seed(0)
     learn = Learner(pool, _net(), loss_func=zero_loss, lr=1e-3, cbs=[MixCLPretrain(recon_weight=0)])
     with learn.no_logging(): learn.fit(1)
@@ -109,7 +110,7 @@ def test_semicontrast_run_mixcl_and_identity_smoke(tmp_path, method, extra):
                        capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr
     res = json.loads((out/'result.json').read_text())
-    pre = res['pretrain']
+    pre = res['stages']['pretrain']
     assert res['method'] == method and len(pre['history']) == res['config']['pretrain_epochs'] == 1
     assert pre['weights'] == ({'identity': 1.0, 'label': 1.0, 'recon': 1.0} if method == 'mixcl' else
                               {'identity': 1.0, 'label': 0.0, 'recon': 0.0})
@@ -117,8 +118,8 @@ def test_semicontrast_run_mixcl_and_identity_smoke(tmp_path, method, extra):
     assert main['labelled_cases'] == len(res['split']['labelled'])          # unlabelled patients' labels are never used
     assert main['cases'] == len(res['split']['labelled']) + len(res['split']['unlabelled'])
     assert [p['name'] for p in pre['pool']] == (['hippocampus', 'phantom'] if method == 'mixcl' else ['hippocampus'])
-    assert res['finetune']['whole_unet'] and 0 <= res['mean']['dice'] <= 1
-    assert 'Loss terms per epoch (pretrain)' in (out/'report.html').read_text()
+    assert res['stages']['finetune']['whole_unet'] and 0 <= res['mean']['dice'] <= 1
+    assert 'Stage pretrain: loss terms per epoch' in (out/'report.html').read_text()
 
 
 @pytest.mark.parametrize('args,needle', [(['supervised', '--pool', 'phantom'], '--pool'),

@@ -9,7 +9,8 @@ from semicontrast.losses import (nt_xent, info_nce, supcon_loss, sample_class_pi
                                  reconstruction_loss)
 from semicontrast.augment import corrupt
 from semicontrast.models import UNet
-from semicontrast.heads import MixCLNet, ReconstructionHead
+from semicontrast.heads import ReconstructionHead
+from semicontrast.mixcl import MixCLNet
 
 torch.set_num_threads(1)
 

@@ -9,10 +9,10 @@ from semicontrast.core import IGNORE_INDEX, set_seed
 from semicontrast.data import synthetic_phantoms
 from semicontrast.loaders import Preprocess, two_stream_dls
 from semicontrast.models import FeaturePerturbation
-from semicontrast.heads import MSCSNet
+from semicontrast.mscs import MSCSNet
 from semicontrast.losses import (patch_info_nce, supcon_loss, sample_class_pixels, pixel_contrast_loss, contrast_labels,
                                  cross_pseudo_loss, DiceCELoss)
-from semicontrast.callbacks import MSCSConsistency
+from semicontrast.mscs import MSCSConsistency
 from semicontrast.learner import mscs_learner, history
 from fastai.learner import Learner
 
@@ -318,14 +318,14 @@ def test_semicontrast_run_mscs_and_cps_smoke(tmp_path, method):
                        capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr
     res = json.loads((out/'result.json').read_text())
-    m = res['mscs']
+    m = dict(res['stages']['train'], **res['config'])
     assert res['method'] == method and m['steps'] >= m['supervised_steps'] >= 1
     assert (m['patch_weight'], m['pixel_weight']) == ((0.1, 0.1) if method == 'mscs' else (0.0, 0.0))
     assert ('patch' in m['terms'][0]) == (method == 'mscs') and 'cps' in m['terms'][0]
     assert set(res['per_case']) == set(res['split']['test']) and 0 <= res['mean']['dice'] <= 1
     net = MSCSNet(n_classes=res['dataset']['n_classes'], base=8, depth=4, patch_grid=m['patch_grid'])
     net.load_state_dict(torch.load(out/'model.pth', weights_only=True))
-    assert 'Loss terms per epoch (mscs)' in (out/'report.html').read_text()
+    assert 'Stage train: loss terms per epoch' in (out/'report.html').read_text()
 
 
 @pytest.mark.parametrize('args,needle', [(['supervised', '--patch-weight', '0.5'], '--patch-weight'),

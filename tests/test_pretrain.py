@@ -8,7 +8,8 @@ from semicontrast.loaders import Preprocess, supervised_dls
 from semicontrast.losses import DenseInfoNCE
 from semicontrast.models import TwoStreamUNet
 from semicontrast.heads import EncoderWithHead
-from semicontrast.callbacks import DenseContrastivePretrain, EMAUpdate, pretrain_learner, zero_loss
+from semicontrast.callbacks import EMAUpdate, zero_loss
+from semicontrast.ideal import DenseContrastivePretrain, pretrain_learner
 
 def _dls(n=2, z=8, bs=8, seed=0):
     cases = synthetic_phantoms(n=n, shape=(z, 32, 32), seed=seed)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from semicontrast.core import DataError, IGNORE_INDEX, set_seed
 from semicontrast.data import load_dataset
 from semicontrast.loaders import SliceDataset
-from semicontrast.cli import auto_preprocess
+from semicontrast.loaders import auto_preprocess
 from semicontrast.models import UNet, Encoder, unet_widths
 from semicontrast.heads import EncoderWithHead, dense_head_for
 from semicontrast.viz import (dense_embeddings, downsample_labels, project_embeddings, embedding_scatter, similarity_map,

@@ -9,8 +9,8 @@ from semicontrast.augment import TwoViews, warp
 from semicontrast.superpixels import felzenszwalb_slice, superpixels_for
 from semicontrast.losses import sample_regions, pool_regions
 from semicontrast.models import UNet
-from semicontrast.heads import LRCNet
-from semicontrast.cli import auto_preprocess
+from semicontrast.lrc import LRCNet
+from semicontrast.loaders import auto_preprocess
 from semicontrast.viz import (superpixel_boundaries, superpixel_explorer, superpixel_widget, superpixel_rgb, region_samples,
                               region_classes, region_embeddings, _boundary_mask)
 
