@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #fdfb6750
 from __future__ import annotations
-import argparse, contextlib, datetime, json, math, os, re, shlex, shutil, sys, tempfile, time
+import argparse, contextlib, datetime, os, re, shlex, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ import torch
 from .core import DataError, set_seed, default_device, device_info, package_versions
 from .data import load_dataset, FORMATS
 from .splits import Split, make_split
-from .loaders import Preprocess, auto_preprocess, CT_WINDOW
+from .loaders import auto_preprocess, CT_WINDOW
 from .metrics import evaluate
 from .callbacks import NonFiniteLoss, PRECISIONS
 from .distributed import world_size, is_distributed, init_from_env, rank

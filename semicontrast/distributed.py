@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_distributed.ipynb #68eab127
 from __future__ import annotations
-import os, sys, contextlib, tempfile, shutil, datetime
+import os, contextlib, datetime
 import torch
 import torch.nn.functional as F
 import torch.distributed as dist
@@ -382,8 +382,4 @@ def init_from_env(timeout_s:float=1800) -> bool:
     if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
     dist.init_process_group(backend, init_method='env://', timeout=datetime.timedelta(seconds=timeout_s))
     return True
-
-def _interactive() -> bool:
-    ip = sys.modules.get('IPython')
-    return ip is not None and getattr(ip, 'get_ipython', lambda: None)() is not None
 

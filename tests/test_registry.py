@@ -32,26 +32,45 @@ def _method_parser(name):
     return next(a for a in sub._actions if a.dest == 'method').choices[name]
 
 
+def _drifts(m, parser_actions:dict, ctors) -> list:
+    "Every place where method `m` defines an option's default a second time, or differently."
+    sig = inspect.signature(m.learner).parameters
+    bad = []
+    for o in m.options:
+        if o.name in sig and o.default != sig[o.name].default:
+            bad.append(f"registry {o.name}={o.default!r} but {m.learner.__name__} says {sig[o.name].default!r}")
+        if o.name in m.fixed:
+            if o.name in parser_actions: bad.append(f"the fixed option {o.flag} can be set on the command line")
+        elif parser_actions[o.name].default is not None: bad.append(f"the parser re-defines the default of {o.flag}")
+        for ctor in ctors:
+            p = inspect.signature(ctor).parameters.get(o.name)
+            if p is not None and p.default is not inspect.Parameter.empty and p.default != o.default:
+                bad.append(f"{ctor.__name__}({o.name}={p.default!r}) but the learner says {o.default!r}")
+    return bad
+
+
 @pytest.mark.parametrize('name', sorted(METHODS))
 def test_each_default_is_defined_once(name):
-    m = METHODS[name]
-    sig = inspect.signature(m.learner).parameters
-    parser = {a.dest: a for a in _method_parser(name)._actions}
-    for o in m.options:
-        if o.name in sig: assert o.default == sig[o.name].default, (name, o.name, o.default, sig[o.name].default)
-        if o.name in m.fixed: assert o.name not in parser, f"{name}: the fixed option {o.flag} must not be settable"
-        else: assert parser[o.name].default is None, f"{name}: the parser re-defines the default of {o.flag}"
-        for ctor in FORWARDED.get(name, []):
-            p = inspect.signature(ctor).parameters.get(o.name)
-            if p is not None and p.default is not inspect.Parameter.empty:
-                assert p.default == o.default, f"{name}: {ctor.__name__}({o.name}={p.default!r}) but the learner says {o.default!r}"
+    actions = {a.dest: a for a in _method_parser(name)._actions}
+    assert _drifts(METHODS[name], actions, FORWARDED.get(name, [])) == []
 
 
-def test_a_drifted_default_would_be_caught():
-    "The check above can fail: a constructor whose default differs from the learner's is reported."
-    def learner(dls, w:float=0.1): pass   # noqa
-    def ctor(w:float=0.5): pass           # noqa
-    assert inspect.signature(ctor).parameters['w'].default != inspect.signature(learner).parameters['w'].default
+def test_the_drift_check_reports_each_kind_of_drift():
+    "The check above can fail: a fake method with every kind of drift gets every one reported."
+    from types import SimpleNamespace
+    from semicontrast.method import Method, learner_options
+    def toy_learner(dls, w:float=0.1, # a weight
+                    k:float=0.2, # another weight
+                   ): pass
+    def toy_callback(w:float=0.5): pass   # drifted from the learner's 0.1
+    opts = learner_options(toy_learner, 'w', 'k')
+    m = Method('toy', 'toy', stages=(), options=opts, fixed={'k': 0.0}, learner=toy_learner)
+    actions = {'w': SimpleNamespace(default=0.3), 'k': SimpleNamespace(default=None)}   # parser re-defines w; k is settable
+    bad = _drifts(m, actions, [toy_callback])
+    assert any('re-defines the default of --w' in b for b in bad), bad
+    assert any('fixed option --k' in b for b in bad), bad
+    assert any('toy_callback(w=0.5)' in b for b in bad), bad
+    assert _drifts(m, {'w': SimpleNamespace(default=None)}, []) == []
 
 
 @pytest.mark.parametrize('name', sorted(METHODS))
@@ -85,15 +104,21 @@ def _imports(path:Path) -> set:
             found.update(a.name.split('.')[1] for a in n.names if a.name.startswith('semicontrast.'))
     return found - {'_modidx'}
 
+def _violations(mod:str, path:Path) -> set:
+    "semicontrast modules that `mod` (at `path`) imports from its own or a higher layer."
+    return {m for m in _imports(path) if m != mod and RANK.get(m, len(LAYERS)) >= RANK[mod]}
+
 def test_every_module_has_a_layer():
     mods = {p.stem for p in PKG.glob('*.py') if not p.stem.startswith('_')}
     assert mods == set(RANK), (mods - set(RANK), set(RANK) - mods)
 
 @pytest.mark.parametrize('mod', sorted(RANK))
 def test_no_module_imports_a_module_above_it(mod):
-    bad = {m for m in _imports(PKG/f'{mod}.py') if RANK.get(m, -1) >= RANK[mod] and m != mod}
+    bad = _violations(mod, PKG/f'{mod}.py')
     assert not bad, f"{mod} (layer {RANK[mod]}) imports {bad} from its own or a higher layer"
 
 def test_the_layer_check_can_fail(tmp_path):
-    p = tmp_path/'losses.py'; p.write_text('from .cli import main\nfrom semicontrast.learner import x\n')
-    assert _imports(p) == {'cli', 'learner'}
+    "A block importing the command line (relative, absolute, or inside a function) is reported; a downward import is not."
+    p = tmp_path/'losses.py'
+    p.write_text('from .core import IGNORE_INDEX\nfrom .cli import main\ndef f():\n    from semicontrast.learner import x\n')
+    assert _violations('losses', p) == {'cli', 'learner'}
