@@ -12,3 +12,4 @@ from .ideal import *
 from .mscs import *
 from .mixcl import *
 from .lrc import *
+from .meanteacher import *
