@@ -340,7 +340,7 @@ def two_stream_dls(labelled_cases, # labelled `Case`s (the supervised stream)
 def pretrain_dls(cases, # `Case`s to pre-train on (labels, if any, are not used)
                  valid_cases, # `Case`s for the validation loss (may be empty)
                  prep:Preprocess, # preprocessing (recorded on the result as `dls.prep`)
-                 bs:int=32, # slices per batch (METHODS.md 1.4: 32)
+                 bs:int=32, # slices per batch (methods notes §1.4: 32)
                  augment=False, # False (the callback makes the views); True: `flip_rot90`; or a callable
                  seed:int=0, # seed of the shuffle
                  device=None, num_workers:int=0,

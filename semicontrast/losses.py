@@ -269,7 +269,7 @@ def sigmoid_rampup(t:float, # current step or epoch (negative values count as 0)
 # %% ../nbs/04_losses.ipynb #655c2061
 def sample_regions(regions1, # (B,h,w) integer region ids of view 1; -1 = never sample (padding, background)
                    regions2, # (B,h,w) the same ids warped into view 2
-                   n_regions:int=16, # N: regions per image [R: METHODS.md §4.3, 16-32]
+                   n_regions:int=16, # N: regions per image [R: methods notes §4.3, 16-32]
                    n_pixels:int=8, # P: pixels per region and view, drawn with replacement [R: 8-16]
                    min_pixels:int=4, # a region needs at least this many pixels in each view to be picked
                    generator:torch.Generator|None=None, # private RNG (None: torch's global one)
@@ -344,7 +344,7 @@ def pool_regions(emb, # (B,D,h,w) dense embeddings of one view
 # %% ../nbs/04_losses.ipynb #6d6003bd
 class RegionInfoNCE(nn.Module):
     "LRC's region contrastive loss: region k of one view against the same region of the other view; negatives = other regions (both views)."
-    def __init__(self, temperature:float=0.1, # tau [R: METHODS.md §4.3, 0.1-0.2]
+    def __init__(self, temperature:float=0.1, # tau [R: methods notes §4.3, 0.1-0.2]
                  cross_image:bool=False, # also use the regions of the other images in the batch as negatives
                  symmetric:bool=True, # anchors from both views (False: view 1 only)
                 ):
@@ -388,7 +388,7 @@ class RegionInfoNCE(nn.Module):
 class MoCoQueue(nn.Module):
     "FIFO queue of the K most recent (normalised) keys, stored as a buffer so it moves with `.to(device)` and is saved."
     def __init__(self, dim:int=128, # key dimension
-                 size:int=65536, # K: keys kept [R: MoCo / METHODS.md §4.2]
+                 size:int=65536, # K: keys kept [R: MoCo / methods notes §4.2]
                 ):
         super().__init__()
         if min(int(dim), int(size)) < 1: raise ValueError(f"dim and size must be >= 1, got {dim}, {size}.")
@@ -437,7 +437,7 @@ def moco_loss(q, # (B,D) queries (normalised inside)
 @fp32_logits
 def patch_info_nce(za, # (B,D,g_h,g_w) patch embeddings of stream a (normalised inside)
                    zb, # (B,D,g_h,g_w) the same patches in stream b
-                   temperature:float=0.1, # tau [D: METHODS.md §2.3]
+                   temperature:float=0.1, # tau [D: methods notes §2.3]
                    symmetric:bool=True, # average the a->b and b->a directions
                   ) -> torch.Tensor:
     "InfoNCE over all patches of the batch: patch i of stream a vs patch i of stream b positive, the other patches negative (fp32 scalar)."
@@ -465,7 +465,7 @@ def contrast_labels(target, # (B,H,W) ground truth; `ignore_index` where unknown
     return torch.where(target != ignore_index, target.long(), pseudo)
 
 def sample_class_pixels(labels, # (B,H,W) (or any shape) class ids; `ignore_index` = never sampled
-                        max_per_class:int=256, # M: at most this many pixels of each class [D: METHODS.md §2.3]
+                        max_per_class:int=256, # M: at most this many pixels of each class [D: methods notes §2.3]
                         ignore_index:int=IGNORE_INDEX,
                         generator=None, # torch.Generator on the labels' device, for reproducible samples
                        ) -> torch.Tensor:
@@ -551,7 +551,7 @@ def pixel_contrast_loss(ea, # (B,D,H,W) pixel embeddings of stream a
 @fp32_logits
 def nt_xent(z1, # (B,D) global embeddings of view 1 (normalised inside)
             z2, # (B,D) embeddings of view 2; row b is the other view of image b
-            temperature:float=0.1, # tau [R: METHODS.md §3.3, 0.1-0.2]
+            temperature:float=0.1, # tau [R: methods notes §3.3, 0.1-0.2]
            ) -> torch.Tensor:
     "SimCLR NT-Xent: each of the 2B views against its other view, every other view of the batch a negative; mean over 2B anchors (fp32)."
     z1, z2 = _plain(z1), _plain(z2)

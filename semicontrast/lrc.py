@@ -30,7 +30,7 @@ class LRCNet(nn.Module):
     "A `UNet` plus a global head (bottleneck, for MoCo) and a dense head (last decoder map, for LRC); `forward` returns a dict."
     def __init__(self, unet:UNet, # the encoder-decoder to pre-train (fine-tuned afterwards)
                  d_out:int=128, # embedding dimension of both heads
-                 global_hidden:int=2048, # hidden width of the global MLP [R: MoCo v2 / METHODS.md §4.2]
+                 global_hidden:int=2048, # hidden width of the global MLP [R: MoCo v2 / methods notes §4.2]
                  outputs=('global', 'dense'), # what `forward` computes: any of 'global', 'dense', 'logits'
                 ):
         super().__init__()
@@ -68,7 +68,7 @@ class RegionContrastPretrain(LossTerms):
     "LRC pre-training of an `LRCNet` on `(x, y, regions)` batches: global loss (MoCo / supervised / none) + lrc_weight * RegionInfoNCE."
     order = 5
     def __init__(self, global_loss:str|None='moco', # 'moco', 'supervised' (Dice + CE on labelled pixels) or None
-                 lrc_weight:float=1.0, # lambda of the region term [D: METHODS.md §4.3]; 0 = the global loss alone
+                 lrc_weight:float=1.0, # lambda of the region term [D: methods notes §4.3]; 0 = the global loss alone
                  views:TwoViews|None=None, # view maker (default `TwoViews()`)
                  temperature:float=0.1, # tau of RegionInfoNCE [R]
                  n_regions:int=16, n_pixels:int=8, min_pixels:int=4, # `sample_regions` [R]

@@ -35,7 +35,7 @@ class MixCLNet(nn.Module):
     "A `UNet` plus MixCL's heads: global (bottleneck, identity), dense (last decoder map, label) and reconstruction; `forward` returns a dict."
     def __init__(self, unet:UNet, # the encoder-decoder to pre-train (fine-tuned afterwards)
                  d_out:int=128, # embedding dimension of the global and dense heads
-                 global_hidden:int=512, # hidden width of the global MLP [R: METHODS.md §3.2]
+                 global_hidden:int=512, # hidden width of the global MLP [R: methods notes §3.2]
                  dense_hidden:int|None=None, # hidden width of the dense head (None: the decoder map's channels C)
                  outputs=('global', 'dense', 'recon'), # default of what `forward` computes: any of 'global', 'dense', 'recon', 'logits'
                  recon_activation:str|None=None, # reconstruction output: None (linear) or 'sigmoid' (images in [0, 1])

@@ -137,7 +137,7 @@ class MSCSConsistency(LossTerms):
     "Train an `MSCSNet`: supervised loss on both streams + ramped (cross-supervision + alpha patch InfoNCE + beta pixel SupCon)."
     order = 5
     def __init__(self, cps_weight:float=0.1, # lambda_max of the ramped unsupervised terms [R: SSL4MIS CPS 0.1]
-                 patch_weight:float=0.1, # alpha of the patch-level InfoNCE [D: METHODS.md §2.3]; 0 = off
+                 patch_weight:float=0.1, # alpha of the patch-level InfoNCE [D: methods notes §2.3]; 0 = off
                  pixel_weight:float=0.1, # beta of the pixel-level SupCon [D]; 0 = off
                  rampup_iters:int|None=None, # T of the sigmoid ramp (None: the whole fit; 0: no ramp)
                  threshold:float|None=0.9, # confidence of a pseudo-label used by the pixel contrast [D]
