@@ -18,7 +18,8 @@ from .augment import TwoViews, correspondence, align
 from .models import Encoder, TwoStreamUNet, unet_widths, init_weights, load_encoder, save_encoder
 from .heads import EncoderWithHead, dense_head_for
 from .losses import DiceCELoss
-from .distributed import DistDenseInfoNCE, dist_info_nce   # keys from every process under torchrun; the plain losses in one
+from .losses import DenseInfoNCE, info_nce
+from .distributed import GATHER   # keys from every process under torchrun; this batch's in one process
 from .callbacks import EMAUpdate, TwoStreamConsistency, zero_loss, _unwrap
 from .loaders import pretrain_dls
 from .method import (ForegroundDice, with_guard, channels_of, check_classes, check_stage, two_stream_loaders, stage_record, learner_options, Stage, Method, register)
@@ -42,7 +43,7 @@ class DenseContrastivePretrain(Callback):
         if momentum is not None and not 0 <= momentum <= 1: raise ValueError(f"momentum must be None or in [0, 1], got {momentum}.")
         if key_model is not None and momentum is None: raise ValueError("key_model is the momentum copy; pass momentum=m with it.")
         self.views = TwoViews() if views is None else views
-        self.loss_fn = DistDenseInfoNCE(temperature, max_anchors)
+        self.loss_fn = DenseInfoNCE(temperature, max_anchors, keys=GATHER)
         self.temperature, self.global_weight, self.momentum = float(temperature), float(global_weight), momentum
         self.key_model, self.valid_seed, self._ema = key_model, int(valid_seed), None
         self.cache, self.last = None, {}
@@ -93,7 +94,7 @@ class DenseContrastivePretrain(Callback):
         dense = self.loss_fn(c['q'], c['k_aligned'], c['valid'])
         loss, glob = dense, None
         if self.global_weight > 0:
-            glob = dist_info_nce(c['q'].mean((2, 3)), c['k'].mean((2, 3)), self.temperature)
+            glob = info_nce(c['q'].mean((2, 3)), c['k'].mean((2, 3)), self.temperature, keys=GATHER)
             loss = (1 - self.global_weight) * dense + self.global_weight * glob
         self.learn.loss_grad = loss
         self.learn.loss = loss.detach().clone()

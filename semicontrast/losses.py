@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from .core import IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['soft_dice_loss', 'DiceCELoss', 'fp32_logits', 'DenseInfoNCE', 'info_nce', 'cross_pseudo_loss', 'sigmoid_rampup',
-           'sample_regions', 'pool_regions', 'RegionInfoNCE', 'MoCoQueue', 'moco_loss', 'patch_info_nce',
-           'contrast_labels', 'sample_class_pixels', 'supcon_loss', 'pixel_contrast_loss', 'nt_xent',
+__all__ = ['LOCAL', 'Keys', 'soft_dice_loss', 'DiceCELoss', 'fp32_logits', 'DenseInfoNCE', 'info_nce', 'cross_pseudo_loss',
+           'sigmoid_rampup', 'sample_regions', 'pool_regions', 'RegionInfoNCE', 'MoCoQueue', 'moco_loss',
+           'patch_info_nce', 'contrast_labels', 'sample_class_pixels', 'supcon_loss', 'pixel_contrast_loss', 'nt_xent',
            'label_contrast_loss', 'supcon_floor', 'label_contrast_floor', 'reconstruction_loss']
 
 # %% ../nbs/04_losses.ipynb #40199918
@@ -46,6 +46,28 @@ def _check_seg(logits, target, ignore_index):
 def _zero(logits):
     "A zero loss that keeps the graph (gradient 0 for every logit)."
     return logits.float().sum() * 0.
+
+# %% ../nbs/04_losses.ipynb #7234f80a
+class Keys:
+    "Where a contrastive loss takes its keys from. This base class is one process: the keys are the local rows."
+    world = 1   # W: processes whose losses the data-parallel step averages
+
+    def rows(self, x:torch.Tensor, # (n, ...) this process's keys (or labels, ids)
+             grad:bool=True, # keep the gradient through the gather (keys computed with gradient)
+            ):
+        "(the rows of every process stacked along dim 0, the offset of this process's rows in them)."
+        return x, 0
+
+    def total(self, n:torch.Tensor, # a count on this process (0-d integer tensor)
+             ) -> int:
+        "`n` summed over the processes."
+        return int(n)
+
+    def attach(self, loss, *gathered):
+        "`loss`, kept connected to every gathered key (so that every process runs the same backward collectives)."
+        return loss
+
+LOCAL = Keys()
 
 # %% ../nbs/04_losses.ipynb #e484be9d
 def soft_dice_loss(logits, # (B, K, H, W) raw scores (any float dtype; computed in fp32)
@@ -170,14 +192,15 @@ def _flat_locations(x):
 class DenseInfoNCE(nn.Module):
     "Dense InfoNCE between aligned maps q, k (B,D,H,W): positive = same location, negatives = all other valid locations of the batch; chunked, never N x N."
     def __init__(self, temperature:float=0.1, # softmax temperature tau
-                 max_anchors:int|None=None, # None: every valid location is an anchor (exact); int: sample that many per call
+                 max_anchors:int|None=None, # None: every valid location is an anchor (exact); int: sample that many per call (per process)
                  chunk_size:int=4096, # anchors/keys per block; peak extra memory ~ chunk_size**2 floats
+                 keys:Keys=LOCAL, # where the keys come from (`LOCAL`: this batch; `distributed.GATHER`: every process)
                 ):
         super().__init__()
         if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}.")
         if max_anchors is not None and int(max_anchors) < 1: raise ValueError(f"max_anchors must be None or >= 1, got {max_anchors}.")
         if int(chunk_size) < 1: raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
-        self.temperature, self.chunk_size = float(temperature), int(chunk_size)
+        self.temperature, self.chunk_size, self.keys = float(temperature), int(chunk_size), keys
         self.max_anchors = None if max_anchors is None else int(max_anchors)
 
     @fp32_logits
@@ -199,14 +222,17 @@ class DenseInfoNCE(nn.Module):
             if not isinstance(valid, torch.Tensor) or tuple(valid.shape) != (B, H, W):
                 raise ValueError(f"valid shape {tuple(getattr(valid, 'shape', ()))} must be (B, H, W) = {(B, H, W)}.")
             idx = valid.to(q.device).bool().reshape(-1).nonzero().squeeze(1)
-            if idx.numel() == 0: return q.sum() * 0.
             if idx.numel() < qf.shape[0]: qf, kf = qf[idx], kf[idx]
+        K, off = self.keys.rows(kf)                                    # every process's valid keys
         M = qf.shape[0]
-        pos = torch.arange(M, device=q.device)
+        pos = off + torch.arange(M, device=q.device)                   # each anchor's positive: its own location
         if self.max_anchors is not None and self.max_anchors < M:
-            pos = torch.randperm(M)[:self.max_anchors].to(q.device)
-            qf = qf[pos]
-        return _ChunkedInfoNCE.apply(qf, kf, pos, self.temperature, self.chunk_size)
+            pick = torch.randperm(M)[:self.max_anchors].to(q.device)
+            qf, pos, M = qf[pick], pos[pick], self.max_anchors
+        n_anchors = self.keys.total(torch.tensor(M, device=q.device))  # anchors of all processes
+        if M == 0 or K.shape[0] == 0: return self.keys.attach(q.sum() * 0., K)
+        loss = _ChunkedInfoNCE.apply(qf, K, pos, self.temperature, self.chunk_size)   # mean over the local anchors
+        return self.keys.attach(loss * (M * self.keys.world / n_anchors), K)
 
     def extra_repr(self):
         return f"temperature={self.temperature}, max_anchors={self.max_anchors}, chunk_size={self.chunk_size}"
@@ -216,8 +242,9 @@ class DenseInfoNCE(nn.Module):
 def info_nce(q, # (B, D) query vectors (normalised inside)
              k, # (B, D) key vectors; row b is the positive of q row b
              temperature:float=0.1, # softmax temperature tau
+             keys:Keys=LOCAL, # where the keys come from (`LOCAL`: this batch; `distributed.GATHER`: every process)
             ) -> torch.Tensor:
-    "Global InfoNCE: cross-entropy of normalised q @ k.T / temperature against the diagonal (fp32 scalar)."
+    "Global InfoNCE: cross-entropy of normalised q @ k.T / temperature against each query's own key (fp32 scalar)."
     q, k = _plain(q), _plain(k)
     if not isinstance(q, torch.Tensor) or q.ndim != 2:
         raise ValueError(f"q must be a tensor (B, D), got shape {tuple(getattr(q, 'shape', ()))}.")
@@ -226,7 +253,12 @@ def info_nce(q, # (B, D) query vectors (normalised inside)
     if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}.")
     dt = _compute_dtype(q)
     qn, kn = F.normalize(q.to(dt), dim=1, eps=1e-6), F.normalize(k.to(dt), dim=1, eps=1e-6)
-    return F.cross_entropy(qn @ kn.T / temperature, torch.arange(q.shape[0], device=q.device))
+    K, off = keys.rows(kn)                                        # (N, D): the keys of every process
+    N = K.shape[0]
+    if N == 0: return keys.attach(qn.sum() * 0., K)
+    target = off + torch.arange(q.shape[0], device=q.device)      # query b's positive is its own key
+    ce = F.cross_entropy(qn @ K.T / temperature, target, reduction='sum')
+    return keys.attach(ce / (N / keys.world), K)                 # one process: the mean over the B queries
 
 # %% ../nbs/04_losses.ipynb #af32a24f
 def _pseudo_labels(logits, threshold, ignore_index):
@@ -439,6 +471,7 @@ def patch_info_nce(za, # (B,D,g_h,g_w) patch embeddings of stream a (normalised 
                    zb, # (B,D,g_h,g_w) the same patches in stream b
                    temperature:float=0.1, # tau [D: methods notes §2.3]
                    symmetric:bool=True, # average the a->b and b->a directions
+                   keys:Keys=LOCAL, # where the other stream's patches come from (`distributed.GATHER`: every process)
                   ) -> torch.Tensor:
     "InfoNCE over all patches of the batch: patch i of stream a vs patch i of stream b positive, the other patches negative (fp32 scalar)."
     za, zb = _plain(za), _plain(zb)
@@ -446,9 +479,9 @@ def patch_info_nce(za, # (B,D,g_h,g_w) patch embeddings of stream a (normalised 
     if not isinstance(zb, torch.Tensor) or zb.shape != za.shape: raise ValueError(f"zb shape {tuple(getattr(zb, 'shape', ()))} must equal za shape {tuple(za.shape)}.")
     D = za.shape[1]
     qa, qb = za.permute(0, 2, 3, 1).reshape(-1, D), zb.permute(0, 2, 3, 1).reshape(-1, D)
-    if qa.shape[0] < 2: raise ValueError("patch_info_nce needs at least 2 patches in the batch (one positive and one negative).")
-    loss = info_nce(qa, qb, temperature)
-    return 0.5 * (loss + info_nce(qb, qa, temperature)) if symmetric else loss
+    if keys.total(torch.tensor(qa.shape[0])) < 2: raise ValueError("patch_info_nce needs at least 2 patches in the batch (one positive and one negative).")
+    loss = info_nce(qa, qb, temperature, keys)
+    return 0.5 * (loss + info_nce(qb, qa, temperature, keys)) if symmetric else loss
 
 # %% ../nbs/04_losses.ipynb #32f0d649
 def contrast_labels(target, # (B,H,W) ground truth; `ignore_index` where unknown (all of an unlabelled item)
@@ -487,10 +520,11 @@ def sample_class_pixels(labels, # (B,H,W) (or any shape) class ids; `ignore_inde
     return torch.cat(out)
 
 @fp32_logits
-def supcon_loss(z, # (N,D) embeddings (normalised inside)
-                labels, # (N,) class ids; same class (and same group) = positive
+def supcon_loss(z, # (n,D) embeddings (normalised inside)
+                labels, # (n,) class ids; same class (and same group) = positive
                 temperature:float=0.1, # tau [R: SupCon uses 0.07-0.1]
-                groups=None, # (N,) group ids (e.g. the label space of each sample), or None: one group. Only samples of the same group are compared, as positives or negatives
+                groups=None, # (n,) group ids (e.g. the label space of each sample), or None: one group. Only samples of the same group are compared, as positives or negatives
+                keys:Keys=LOCAL, # where the other samples come from (`distributed.GATHER`: every process; group ids must then mean the same on every process)
                ) -> torch.Tensor:
     "Supervised contrastive loss (L_out): mean over anchors with >= 1 positive of -mean_p log softmax_{a != i, same group}(z_i.z_a / tau)[p] (fp32)."
     z, labels = _plain(z), _plain(labels)
@@ -498,60 +532,64 @@ def supcon_loss(z, # (N,D) embeddings (normalised inside)
     if not isinstance(labels, torch.Tensor) or labels.shape != z.shape[:1]:
         raise ValueError(f"labels must be (N,) = ({z.shape[0]},), got {tuple(getattr(labels, 'shape', ()))}.")
     if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}.")
-    N = z.shape[0]
-    eye = torch.eye(N, dtype=torch.bool, device=z.device)
-    allowed = ~eye                                             # A(i): every other sample ...
+    n, dev = z.shape[0], z.device
     if groups is not None:
         groups = _plain(groups)
         if not isinstance(groups, torch.Tensor) or groups.shape != z.shape[:1]:
-            raise ValueError(f"groups must be None or an (N,) = ({N},) tensor of group ids (one per embedding), got {tuple(getattr(groups, 'shape', ()))}.")
+            raise ValueError(f"groups must be None or an (N,) = ({n},) tensor of group ids (one per embedding), got {tuple(getattr(groups, 'shape', ()))}.")
         if groups.is_floating_point() or groups.is_complex():
             raise ValueError(f"groups must hold integer group ids, got dtype {groups.dtype}; convert it with groups.long().")
-        groups = groups.to(z.device)
-        allowed = allowed & (groups[:, None] == groups[None, :])   # ... of the same group only
     zn = F.normalize(z.to(_compute_dtype(z)), dim=1, eps=1e-6)
-    pos = (labels.to(z.device)[:, None] == labels.to(z.device)[None, :]) & allowed
+    Z, off = keys.rows(zn)                                     # (N, D): the samples of every process
+    lab = labels.to(dev).long()
+    allowed = torch.ones((n, Z.shape[0]), dtype=torch.bool, device=dev)
+    allowed[torch.arange(n, device=dev), off + torch.arange(n, device=dev)] = False   # A(i): every other sample ...
+    if groups is not None:
+        g = groups.to(dev).long()
+        allowed &= g[:, None] == keys.rows(g, grad=False)[0][None, :]                 # ... of the same group only
+    pos = (lab[:, None] == keys.rows(lab, grad=False)[0][None, :]) & allowed
     n_pos = pos.sum(1)
     has = n_pos > 0
-    if not has.any(): return zn.sum() * 0.
-    sim = (zn @ zn.T / temperature).masked_fill(~allowed, float('-inf'))
+    n_anchors = keys.total(has.sum())                          # anchors with a positive, over all processes
+    if n_anchors == 0: return keys.attach(zn.sum() * 0., Z)
     # rows without a positive are dropped *before* the log-sum-exp: with groups, a sample alone in its group has an
     # all -inf row, whose softmax (and so its gradient) would be NaN even though the row is never used
-    sim = sim[has]
+    sim = (zn @ Z.T / temperature).masked_fill(~allowed, float('-inf'))[has]
     log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
     per_anchor = -torch.where(pos[has], log_prob, torch.zeros_like(log_prob)).sum(1) / n_pos[has]
-    return per_anchor.mean()
+    return keys.attach(per_anchor.sum() / (n_anchors / keys.world), Z)   # one process: the mean over its anchors
 
 def pixel_contrast_loss(ea, # (B,D,H,W) pixel embeddings of stream a
                         eb, # (B,D,H,W) pixel embeddings of stream b
                         labels_a, # (B,H,W) class of each stream-a pixel (`contrast_labels`; ignore = not sampled)
                         labels_b, # (B,H,W) class of each stream-b pixel
-                        max_per_class:int=256, # M pixels per class and stream
+                        max_per_class:int=256, # M pixels per class and stream (per process)
                         temperature:float=0.1,
                         ignore_index:int=IGNORE_INDEX,
                         generator=None,
+                        keys:Keys=LOCAL, # where the other samples come from (`distributed.GATHER`: every process)
                        ) -> torch.Tensor:
     "SupCon over up to M sampled pixels per class from each stream, both streams' samples in one set (fp32 scalar)."
     ea, eb = _plain(ea), _plain(eb)
     if ea.ndim != 4 or eb.shape != ea.shape: raise ValueError(f"ea and eb must be equal (B,D,H,W), got {tuple(ea.shape)} and {tuple(eb.shape)}.")
-    for n, l in (('labels_a', labels_a), ('labels_b', labels_b)):
+    for name, l in (('labels_a', labels_a), ('labels_b', labels_b)):
         if tuple(l.shape) != (ea.shape[0],) + tuple(ea.shape[2:]):
-            raise ValueError(f"{n} must be (B,H,W) = {(ea.shape[0],) + tuple(ea.shape[2:])}, got {tuple(l.shape)}.")
+            raise ValueError(f"{name} must be (B,H,W) = {(ea.shape[0],) + tuple(ea.shape[2:])}, got {tuple(l.shape)}.")
     HW = ea.shape[2] * ea.shape[3]
     zs, ys = [], []
     for e, l in ((ea, labels_a), (eb, labels_b)):
-        i = sample_class_pixels(l, max_per_class, ignore_index, generator)
+        l = _plain(l)
+        i = sample_class_pixels(l, max_per_class, ignore_index, generator).to(e.device)
         zs.append(e.flatten(2)[i // HW, :, i % HW])   # (n, D): gathers the sampled pixels only, no copy of the whole map
-        ys.append(_plain(l).reshape(-1)[i].long())
-    z, y = torch.cat(zs), torch.cat(ys)
-    if z.shape[0] < 2: return ea.float().sum() * 0.
-    return supcon_loss(z, y, temperature)
+        ys.append(l.reshape(-1).to(e.device)[i].long())
+    return keys.attach(supcon_loss(torch.cat(zs), torch.cat(ys), temperature, keys=keys), ea, eb)
 
 # %% ../nbs/04_losses.ipynb #bfc1a212
 @fp32_logits
 def nt_xent(z1, # (B,D) global embeddings of view 1 (normalised inside)
             z2, # (B,D) embeddings of view 2; row b is the other view of image b
             temperature:float=0.1, # tau [R: methods notes §3.3, 0.1-0.2]
+            keys:Keys=LOCAL, # where the other views come from (`distributed.GATHER`: every process)
            ) -> torch.Tensor:
     "SimCLR NT-Xent: each of the 2B views against its other view, every other view of the batch a negative; mean over 2B anchors (fp32)."
     z1, z2 = _plain(z1), _plain(z2)
@@ -562,11 +600,17 @@ def nt_xent(z1, # (B,D) global embeddings of view 1 (normalised inside)
     if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}.")
     B = z1.shape[0]
     dt = _compute_dtype(z1)
-    z = F.normalize(torch.cat([z1.to(dt), z2.to(dt)]), dim=1, eps=1e-6)              # (2B, D)
-    eye = torch.eye(2 * B, dtype=torch.bool, device=z.device)
-    sim = (z @ z.T / temperature).masked_fill(eye, float('-inf'))                     # self-similarity out before the softmax
-    target = (torch.arange(2 * B, device=z.device) + B) % (2 * B)                    # view 1 of b <-> view 2 of b
-    return F.cross_entropy(sim, target)
+    a = F.normalize(torch.cat([z1.to(dt), z2.to(dt)]), dim=1, eps=1e-6)              # (2B, D): the anchors
+    K1, off = keys.rows(a[:B])                                                        # (N, D) every view 1 ...
+    K2, _ = keys.rows(a[B:])                                                          # ... and every view 2
+    N = K1.shape[0]
+    if N == 0: return keys.attach(a.sum() * 0., K1, K2)
+    i = torch.arange(B, device=a.device)
+    me = torch.cat([off + i, N + off + i])                                            # each anchor's own column
+    pos = torch.cat([N + off + i, off + i])                                           # view 1 of b <-> view 2 of b
+    sim = (a @ torch.cat([K1, K2]).T / temperature).masked_fill(F.one_hot(me, 2 * N).bool(), float('-inf'))
+    ce = F.cross_entropy(sim, pos, reduction='sum')                                   # self-similarity out before the softmax
+    return keys.attach(ce / (2 * N / keys.world), K1, K2)                             # one process: the mean over 2B anchors
 
 # %% ../nbs/04_losses.ipynb #32de52b0
 def label_contrast_loss(emb, # (B,D,H,W) dense embeddings (e.g. both views concatenated along the batch)
@@ -576,6 +620,7 @@ def label_contrast_loss(emb, # (B,D,H,W) dense embeddings (e.g. both views conca
                         temperature:float=0.1, # tau
                         ignore_index:int=IGNORE_INDEX,
                         generator=None, # torch.Generator on emb's device (labels are moved there), for reproducible samples
+                        keys:Keys=LOCAL, # where the other samples come from (`distributed.GATHER`: every process; give the same space the same id everywhere)
                        ) -> torch.Tensor:
     "Pixel SupCon over up to M sampled pixels per (label space, class); pixels of different spaces are never compared (fp32 scalar)."
     emb, labels = _plain(emb), _plain(labels)
@@ -593,22 +638,22 @@ def label_contrast_loss(emb, # (B,D,H,W) dense embeddings (e.g. both views conca
     if (lab[valid] < 0).any():
         raise ValueError(f"labels hold negative class ids {lab[valid & (lab < 0)].unique()[:5].tolist()}; use ids >= 0 and "
                          f"ignore_index={ignore_index} for unknown pixels.")
-    if spaces is None: rank = torch.zeros(B, dtype=torch.long, device=emb.device)
-    else:
+    if spaces is not None:
         spaces = _plain(spaces)
         if not isinstance(spaces, torch.Tensor): spaces = torch.as_tensor(spaces)
         if tuple(spaces.shape) != (B,) or spaces.is_floating_point() or spaces.dtype == torch.bool:
             raise ValueError(f"spaces must be None or a (B,) = ({B},) integer tensor (one label-space id per image), "
                              f"got {spaces.dtype} {tuple(spaces.shape)}.")
-        rank = torch.unique(spaces.to(emb.device), return_inverse=True)[1]           # space ids -> 0..S-1
-    if not valid.any(): return emb.float().sum() * 0.
-    K = int(lab[valid].max()) + 1
-    key = torch.where(valid, rank[:, None, None] * K + lab, torch.full_like(lab, -1))   # one id per (space, class)
+        spaces = spaces.to(emb.device).long()
+    # one sampling key per (space, class); the space's index among those present here is only used to sample
+    idx = torch.zeros(B, dtype=torch.long, device=emb.device) if spaces is None else torch.unique(spaces, return_inverse=True)[1]
+    K = int(lab[valid].max()) + 1 if valid.any() else 1
+    key = torch.where(valid, idx[:, None, None] * K + lab, torch.full_like(lab, -1))
     i = sample_class_pixels(key, max_per_class, ignore_index=-1, generator=generator)
-    if i.numel() < 2: return emb.float().sum() * 0.
     HW = H * W
     z = emb.flatten(2)[i // HW, :, i % HW]                                             # (n, D): only the sampled pixels
-    return supcon_loss(z, lab.reshape(-1)[i], temperature, groups=rank[i // HW])
+    groups = None if spaces is None else spaces[i // HW]                               # the raw ids: comparable across processes
+    return keys.attach(supcon_loss(z, lab.reshape(-1)[i], temperature, groups=groups, keys=keys), emb)
 
 # %% ../nbs/04_losses.ipynb #76e49947
 def supcon_floor(labels, # (N,) class ids of the samples

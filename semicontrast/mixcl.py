@@ -18,8 +18,8 @@ from .data import load_dataset
 from .models import UNet, save_encoder
 from .heads import GlobalProjectionHead, DenseProjectionHead, ReconstructionHead
 from .augment import TwoViews, corrupt, warp
-from .losses import label_contrast_floor, reconstruction_loss
-from .distributed import dist_nt_xent, dist_label_contrast_loss
+from .losses import label_contrast_floor, reconstruction_loss, nt_xent, label_contrast_loss
+from .distributed import GATHER   # keys from every process under torchrun
 from .loaders import Preprocess, pooled_dls, PoolSource, CT_WINDOW
 from .callbacks import LossTerms, zero_loss, _unwrap
 from .supervised import finetune_learner, finetune_stage
@@ -141,12 +141,12 @@ class MixCLPretrain(LossTerms):
 
     def after_loss(self):
         c, terms = self.cache, {}
-        if self.w['identity'] > 0: terms['identity'] = dist_nt_xent(c['v1']['global'], c['v2']['global'], self.temperature)
+        if self.w['identity'] > 0: terms['identity'] = nt_xent(c['v1']['global'], c['v2']['global'], self.temperature, keys=GATHER)
         rates = {}
         if self.w['label'] > 0:
             y, sp = torch.cat([c['y1'], c['y2']]), torch.cat([c['space'], c['space']])   # both views' labels follow them
-            terms['label'] = dist_label_contrast_loss(torch.cat([c['v1']['dense'], c['v2']['dense']]), y, sp, self.max_per_class,
-                                                      self.label_temperature, generator=None if self.training else self._valid_gen)
+            terms['label'] = label_contrast_loss(torch.cat([c['v1']['dense'], c['v2']['dense']]), y, sp, self.max_per_class,
+                                                 self.label_temperature, generator=None if self.training else self._valid_gen, keys=GATHER)
             rates['label_floor'] = label_contrast_floor(y, sp, self.max_per_class)   # the lowest value the term could take here
         if self.w['recon'] > 0:
             terms['recon'] = reconstruction_loss(c['rec'], c['x'], self.recon_kind, c['mask'] if self.recon_masked_only else None)

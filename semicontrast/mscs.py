@@ -15,8 +15,8 @@ from .core import IGNORE_INDEX
 from .models import Encoder, Decoder, init_weights, unet_widths, FeaturePerturbation, FEATURE_PERTURBATIONS
 from .heads import DenseProjectionHead, _pair
 from .augment import photometric
-from .losses import contrast_labels, cross_pseudo_loss, sigmoid_rampup, DiceCELoss
-from .distributed import dist_patch_info_nce, dist_pixel_contrast_loss
+from .losses import contrast_labels, cross_pseudo_loss, sigmoid_rampup, DiceCELoss, patch_info_nce, pixel_contrast_loss
+from .distributed import GATHER   # keys from every process under torchrun
 from .callbacks import LossTerms, _unwrap, _item_labelled
 from .method import (ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
@@ -203,12 +203,12 @@ class MSCSConsistency(LossTerms):
         terms['cps'] = cross_pseudo_loss(la[sel], lb[sel], self.cps_threshold, self.ignore_index) if sel.any() else la.float().sum() * 0.
         unsup = terms['cps']
         if self.patch_weight > 0:
-            terms['patch'] = dist_patch_info_nce(*c['patch'], self.patch_temperature)
+            terms['patch'] = patch_info_nce(*c['patch'], self.patch_temperature, keys=GATHER)
             unsup = unsup + self.patch_weight * terms['patch']
         if self.pixel_weight > 0:
             ya = contrast_labels(y, lb, self.threshold, self.ignore_index)
             yb = contrast_labels(y, la, self.threshold, self.ignore_index)
-            terms['pixel'] = dist_pixel_contrast_loss(*c['pixel'], ya, yb, self.max_per_class, self.pixel_temperature, self.ignore_index)
+            terms['pixel'] = pixel_contrast_loss(*c['pixel'], ya, yb, self.max_per_class, self.pixel_temperature, self.ignore_index, keys=GATHER)
             unsup = unsup + self.pixel_weight * terms['pixel']
         it = int(self.learn.train_iter)
         w = self.weight(it)

@@ -43,17 +43,18 @@ def _data() -> dict:
 
 def _rows(sizes, r): return slice(sum(sizes[:r]), sum(sizes[:r + 1]))
 
-# the losses checked, each as (global inputs that get a gradient, other inputs, distributed loss, single-process loss)
+# the losses checked, each as (global inputs that get a gradient, other inputs, the loss with keys from every process,
+# the same loss in one process): one implementation per loss, two sources of keys
 LOSSES = {
-    'nt_xent': (('z1', 'z2'), (), lambda a, b: D.dist_nt_xent(a, b, 0.2), lambda a, b: nt_xent(a, b, 0.2)),
-    'patch_info_nce': (('za', 'zb'), (), lambda a, b: D.dist_patch_info_nce(a, b, 0.1), lambda a, b: patch_info_nce(a, b, 0.1)),
-    'supcon': (('sz',), ('sy', 'sg'), lambda z, y, g: D.dist_supcon_loss(z, y, 0.1, g), lambda z, y, g: supcon_loss(z, y, 0.1, g)),
-    'supcon_nogroups': (('sz',), ('sy',), lambda z, y: D.dist_supcon_loss(z, y, 0.1), lambda z, y: supcon_loss(z, y, 0.1)),
-    'label_contrast': (('emb',), ('lab', 'spaces'), lambda e, l, s: D.dist_label_contrast_loss(e, l, s, max_per_class=10**6),
+    'nt_xent': (('z1', 'z2'), (), lambda a, b: nt_xent(a, b, 0.2, keys=D.GATHER), lambda a, b: nt_xent(a, b, 0.2)),
+    'patch_info_nce': (('za', 'zb'), (), lambda a, b: patch_info_nce(a, b, 0.1, keys=D.GATHER), lambda a, b: patch_info_nce(a, b, 0.1)),
+    'supcon': (('sz',), ('sy', 'sg'), lambda z, y, g: supcon_loss(z, y, 0.1, g, keys=D.GATHER), lambda z, y, g: supcon_loss(z, y, 0.1, g)),
+    'supcon_nogroups': (('sz',), ('sy',), lambda z, y: supcon_loss(z, y, 0.1, keys=D.GATHER), lambda z, y: supcon_loss(z, y, 0.1)),
+    'label_contrast': (('emb',), ('lab', 'spaces'), lambda e, l, s: label_contrast_loss(e, l, s, max_per_class=10**6, keys=D.GATHER),
                        lambda e, l, s: label_contrast_loss(e, l, s, max_per_class=10**6)),
-    'pixel_contrast': (('emb', 'eb'), ('lab', 'labb'), lambda a, b, la, lb: D.dist_pixel_contrast_loss(a, b, la, lb, 10**6),
+    'pixel_contrast': (('emb', 'eb'), ('lab', 'labb'), lambda a, b, la, lb: pixel_contrast_loss(a, b, la, lb, 10**6, keys=D.GATHER),
                        lambda a, b, la, lb: pixel_contrast_loss(a, b, la, lb, 10**6)),
-    'dense_info_nce': (('q', 'k'), ('valid',), lambda q, k, v: D.DistDenseInfoNCE(0.1, chunk_size=7)(q, k, v),
+    'dense_info_nce': (('q', 'k'), ('valid',), lambda q, k, v: DenseInfoNCE(0.1, chunk_size=7, keys=D.GATHER)(q, k, v),
                        lambda q, k, v: DenseInfoNCE(0.1, chunk_size=7)(q, k, v)),
 }
 
@@ -81,7 +82,7 @@ class _TwoViewNet(nn.Module):
     def __init__(self): super().__init__(); self.net = _mlp()
     def forward(self, x): return self.net(x.reshape(-1, 6)).reshape(x.shape[0], 2, -1)
 
-def _contrastive_loss(pred, *_): return D.dist_nt_xent(pred[:, 0], pred[:, 1], 0.2)
+def _contrastive_loss(pred, *_): return nt_xent(pred[:, 0], pred[:, 1], 0.2, keys=D.GATHER)
 
 def _learner(bs:int, cbs=()):
     "A fastai Learner over 8 two-view items, SGD, the gathered NT-Xent as loss (the same function in one process)."
@@ -116,7 +117,7 @@ def _job(r:int) -> dict:
     with torch.autocast('cpu', dtype=torch.bfloat16):
         for name, (diff, other, dist_fn, _) in LOSSES.items():
             out[f'bf16/{name}'] = dist_fn(*[d[n][s] for n in diff], *[d[n][s] for n in other]).detach()
-        out['bf16/nt_xent/unguarded'] = D.dist_nt_xent.__wrapped__(d['z1'][s], d['z2'][s], 0.2).detach()
+        out['bf16/nt_xent/unguarded'] = nt_xent.__wrapped__(d['z1'][s], d['z2'][s], 0.2, keys=D.GATHER).detach()
     # the naive gather: the same loss value, other gradients
     s = _rows(SHARES['equal'], r)
     z1, z2 = (d[n][s].clone().requires_grad_(True) for n in ('z1', 'z2'))
@@ -141,7 +142,7 @@ def _job(r:int) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     x = torch.cat([d['x'][s], d['x2'][s]])
     z = model(x)
-    D.dist_nt_xent(z[:4], z[4:], 0.2).backward()
+    nt_xent(z[:4], z[4:], 0.2, keys=D.GATHER).backward()
     opt.step()
     out['ddp_step'] = {n: p.detach().clone() for n, p in model.module.named_parameters()}
     # fastai Learners: DDPTrainer shards the loader (bs 4 per rank = the global batch of 8) and averages the gradients

@@ -62,7 +62,7 @@ def test_two_stream_and_mscs_name_their_terms(monkeypatch):
     dls = two_stream_dls(lab, unl, _cases()[:1], PREP, bs_labelled=2, bs_unlabelled=2, device='cpu')
     msg = _fit(ideal_learner(dls, stage='finetune', n_classes=3, base=8, depth=3, cbs=[Poison()]))
     assert 'TwoStreamConsistency.sup_a=nan' in msg
-    monkeypatch.setattr('semicontrast.mscs.dist_patch_info_nce', lambda *a, **k: torch.tensor(float('inf'), requires_grad=True))
+    monkeypatch.setattr('semicontrast.mscs.patch_info_nce', lambda *a, **k: torch.tensor(float('inf'), requires_grad=True))
     msg = _fit(mscs_learner(dls, 3, base=8, depth=3, patch_weight=1.0))
     assert 'MSCSConsistency.patch=inf' in msg and 'MSCSConsistency.sup_a' not in msg
 

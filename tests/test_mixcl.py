@@ -46,10 +46,10 @@ def test_loss_is_the_weighted_sum_of_the_three_terms(pool):
 
 def test_label_term_gets_each_images_label_space(pool, monkeypatch):
     seen = []
-    real = mixcl_module.dist_label_contrast_loss
+    real = mixcl_module.label_contrast_loss
     def spy(emb, labels, spaces, *a, **k):
         seen.append((labels.clone(), spaces.clone())); return real(emb, labels, spaces, *a, **k)
-    monkeypatch.setattr(mixcl_module, 'dist_label_contrast_loss', spy)
+    monkeypatch.setattr(mixcl_module, 'label_contrast_loss', spy)
     set_seed(0)
     learn = Learner(pool, _net(), loss_func=zero_loss, lr=1e-3, cbs=[MixCLPretrain(recon_weight=0)])
     with learn.no_logging(): learn.fit(1)

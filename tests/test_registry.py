@@ -125,3 +125,31 @@ def test_the_layer_check_can_fail(tmp_path):
     p = tmp_path/'losses.py'
     p.write_text('from .core import IGNORE_INDEX\nfrom .cli import main\ndef f():\n    from semicontrast.learner import x\n')
     assert _violations('losses', p) == {'cli', 'learner'}
+
+
+# ------------------------------------------------------------------------------------------------ each loss once
+LOSS_OPS = {'cross_entropy', 'logsumexp', 'nll_loss', '_ChunkedInfoNCE'}   # what computing a contrastive or CE loss takes
+
+def _loss_ops(path:Path) -> set:
+    "Names in LOSS_OPS that a module's code calls (attribute or bare name)."
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, 'id', None)
+            if name in LOSS_OPS: found.add(name)
+        if isinstance(node, ast.Attribute) and node.attr == 'apply' and getattr(node.value, 'id', None) == '_ChunkedInfoNCE':
+            found.add('_ChunkedInfoNCE')
+    return found
+
+def test_every_loss_is_written_in_losses_only():
+    "No module but `losses` computes a loss itself: the distributed code supplies keys (`GatherKeys`), the methods call the losses."
+    pkg = Path(ideal.__file__).parent
+    offenders = {p.name: sorted(_loss_ops(p)) for p in pkg.glob('*.py') if p.name not in ('losses.py', '_modidx.py') and _loss_ops(p)}
+    assert offenders == {}
+    assert {'cross_entropy', 'logsumexp', '_ChunkedInfoNCE'} <= _loss_ops(pkg / 'losses.py')   # the check sees them where they are
+
+def test_the_loss_check_can_fail(tmp_path):
+    p = tmp_path / 'copy.py'
+    p.write_text("import torch.nn.functional as F\ndef dist_info_nce(q, k): return F.cross_entropy(q @ k.T, k.argmax(1))\n")
+    assert _loss_ops(p) == {'cross_entropy'}
