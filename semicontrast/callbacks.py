@@ -4,90 +4,195 @@
 
 # %% ../nbs/06_callbacks.ipynb #3d2d1a49
 from __future__ import annotations
-import math
+import contextlib, math, random
+import numpy as np
 import torch
 from torch import nn
 from fastai.callback.core import Callback
 from .core import IGNORE_INDEX
-from .models import TwoStreamUNet
 from .losses import cross_pseudo_loss, sigmoid_rampup
+from .viz import panel_row
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss', 'LossTerms', 'NonFiniteLoss', 'FiniteLoss',
-           'DeviceMixedPrecision']
+__all__ = ['PRECISIONS', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss',
+           'NonFiniteLoss', 'FiniteLoss', 'DeviceMixedPrecision']
+
+# %% ../nbs/06_callbacks.ipynb #3b4e969f
+class LossTerms(Callback):
+    "Base of callbacks whose loss is a sum of named terms: `set_loss` keeps the batch's terms in `last`, their training means per epoch in `epoch_terms`."
+    def before_epoch(self): self._sums, self._n = {}, 0
+
+    def set_loss(self, loss, terms:dict, **rates):
+        "Make `loss` the batch's loss; record the (detached) `terms`, the loss and any extra per-batch `rates`."
+        self.learn.loss_grad = loss
+        self.learn.loss = loss.detach().clone()
+        self.last = {k: t.detach() for k, t in terms.items()}
+        self.last['loss'] = loss.detach()
+        self.last.update(rates)
+        if self.training:
+            for k, v in self.last.items(): self._sums[k] = self._sums.get(k, 0.) + float(v)
+            self._n += 1
+
+    def after_epoch(self):
+        if self._n: self.epoch_terms.append({k: v / self._n for k, v in self._sums.items()})
+
+    def ckpt_state(self) -> dict:
+        "What a checkpoint must keep to resume this callback (see `checkpoint`): the per-epoch terms so far."
+        return {'epoch_terms': [dict(t) for t in self.epoch_terms]}
+
+    def load_ckpt_state(self, state:dict): self.epoch_terms = [dict(t) for t in state['epoch_terms']]
 
 # %% ../nbs/06_callbacks.ipynb #138a25a8
 def _unwrap(model): return getattr(model, 'module', model)   # DataParallel / DDP
 
+def _plain(t): return t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) and type(t) is not torch.Tensor else t
+
 def _item_labelled(y, ignore_index:int):
     "(B,) bool: items with at least one labelled pixel."
-    y = y.as_subclass(torch.Tensor) if type(y) is not torch.Tensor else y
-    return (y != ignore_index).flatten(1).any(1)
+    return (_plain(y) != ignore_index).flatten(1).any(1)
 
-class TwoStreamConsistency(Callback):
-    "Train a `TwoStreamUNet`: supervised loss on both streams + ramped cross pseudo-supervision between them."
+@contextlib.contextmanager
+def preview(model:nn.Module):
+    "Run `model` in training mode to look at one batch (`show`): no gradient; its BatchNorm statistics, its mode and the random streams are restored afterwards."
+    was, saved = model.training, {n: b.detach().clone() for n, b in model.named_buffers()}
+    dev = next(model.parameters()).device
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == 'cuda' else []
+    with torch.random.fork_rng(devices=cuda):   # dropout, noise and perturbations drawn here leave training's stream alone
+        try:
+            model.train()
+            with torch.no_grad(): yield model
+        finally:
+            with torch.no_grad():
+                for n, b in model.named_buffers(): b.copy_(saved[n])
+            model.train(was)
+
+def batch_to_show(learn, # the Learner a callback is attached to, or None
+                  batch=None, # a batch given by the user, or None
+                 ) -> tuple:
+    "The batch a callback's `show()` draws: the one given, or the first batch of the Learner's training loader (its shuffling and every random stream left as they were)."
+    if batch is not None: return batch
+    if learn is None: raise ValueError("show() needs a batch (x, y) when the callback is not attached to a Learner.")
+    dl = learn.dls.train
+    saved = dict(rng=getattr(dl, 'rng', None), py=random.getstate(), np=np.random.get_state())
+    state = saved['rng'].getstate() if saved['rng'] is not None else None
+    with torch.random.fork_rng(devices=[]):
+        try: return dl.one_batch()
+        finally:   # the loader draws a new shuffling generator and augmentations: put everything back
+            if saved['rng'] is not None: saved['rng'].setstate(state); dl.rng = saved['rng']
+            random.setstate(saved['py']); np.random.set_state(saved['np'])
+
+class TwoStreamConsistency(LossTerms):
+    "Train a two-stream network (`TwoStreamUNet`, `mscs.MSCSNet`): supervised loss on both streams + ramped [cross pseudo-supervision + weighted extra terms]."
     order = 5   # after TrainEvalCallback (-10), before MixedPrecision (10) leaves autocast and Recorder (50) logs
-    def __init__(self, cps_weight:float=0.1, # final weight w of the CPS term (SSL4MIS: 0.1)
+    def __init__(self, cps_weight:float=0.1, # final weight w of the ramped unsupervised terms (SSL4MIS CPS: 0.1)
                  rampup_iters:int|None=30000, # iterations T of the sigmoid ramp-up (SSL4MIS: 200 x 150); 0 = no ramp; None = the whole fit
-                 threshold:float|None=None, # min softmax confidence of a pseudo-label pixel (None: all pixels)
+                 cps_threshold:float|None=None, # min softmax confidence of a pseudo-label pixel (None: all pixels)
                  on_labelled:bool=True, # also apply CPS to the labelled items of the batch
+                 split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training (`models.split_groups`)
+                 weak=None, # input perturbation of stream a in training: None or a function x -> x
+                 strong=None, # input perturbation of stream b, applied to stream a's input: None or a function x -> x
+                 terms:dict|None=None, # extra unsupervised terms {name: (weight, term)}; term(out, y) -> scalar, `out` the model's training dict
                  ignore_index:int=IGNORE_INDEX, # target value of unlabelled pixels
-                 split_bn:bool=True, # normalise labelled and unlabelled items apart in training (see `TwoStreamUNet`)
                 ):
-        if cps_weight < 0: raise ValueError(f"cps_weight must be >= 0, got {cps_weight}.")
+        if not float(cps_weight) >= 0: raise ValueError(f"cps_weight must be >= 0, got {cps_weight}.")
         if rampup_iters is not None and rampup_iters < 0: raise ValueError(f"rampup_iters must be None or >= 0, got {rampup_iters}.")
-        if threshold is not None and not 0 <= threshold < 1: raise ValueError(f"threshold must be None or in [0, 1), got {threshold}.")
-        self.cps_weight, self.threshold = float(cps_weight), threshold
+        if cps_threshold is not None and not 0 <= cps_threshold < 1: raise ValueError(f"cps_threshold must be None or in [0, 1), got {cps_threshold}.")
+        for who, f in (('weak', weak), ('strong', strong)):
+            if f is not None and not callable(f): raise ValueError(f"{who} must be None or a function x -> x, got {type(f).__name__}.")
+        self.terms = dict(terms or {})
+        for name, wt in self.terms.items():
+            if not (isinstance(wt, tuple) and len(wt) == 2 and callable(wt[1]) and float(wt[0]) >= 0):
+                raise ValueError(f"terms[{name!r}] must be (weight >= 0, term(out, y) -> loss), got {wt!r}.")
+        self.cps_weight, self.cps_threshold, self.on_labelled = float(cps_weight), cps_threshold, bool(on_labelled)
         self.rampup_iters = None if rampup_iters is None else int(rampup_iters)
         self.ramp = self.rampup_iters   # the ramp length in use (set from the fit's length in `before_fit` when None)
-        self.on_labelled, self.ignore_index, self.split_bn = bool(on_labelled), ignore_index, bool(split_bn)
-        self.cache, self.last = None, {}   # cache: (logits_a, logits_b) of the current training batch
+        self.split_bn, self.weak, self.strong, self.ignore_index = bool(split_bn), weak, strong, ignore_index
+        self.cache, self.last, self.epoch_terms = None, {}, []   # cache: the model's training output for the current batch
 
     def weight(self, it:int) -> float:
         "lambda(it) = cps_weight * sigmoid_rampup(it, T), T = rampup_iters (or the fit's length when None)."
         if self.ramp is None: raise ValueError("rampup_iters=None ramps over the whole fit, whose length is known once fit starts.")
         return self.cps_weight * sigmoid_rampup(it, self.ramp)
 
+    def active_terms(self) -> dict:
+        "The extra terms with a weight above 0: {name: (weight, term)}."
+        return {n: wt for n, wt in self.terms.items() if wt[0] > 0}
+
     def before_fit(self):
-        if not hasattr(_unwrap(self.learn.model), 'streams'):
-            raise ValueError(f"TwoStreamConsistency needs a model with streams(x) -> (logits_a, logits_b), such as TwoStreamUNet; "
-                             f"got {type(_unwrap(self.learn.model)).__name__}.")
+        m = _unwrap(self.learn.model)
+        if not (hasattr(m, 'streams') and hasattr(m, 'ensemble')):
+            raise ValueError(f"TwoStreamConsistency needs a two-stream model (streams and ensemble), such as TwoStreamUNet; "
+                             f"got {type(m).__name__}.")
+        for name, (_, term) in self.active_terms().items():
+            need = getattr(term, 'needs', None)
+            if need is not None and need not in getattr(m, 'embed', ()):
+                raise ValueError(f"the {name!r} term needs the model's {need!r} output: build {type(m).__name__}(embed=(..., {need!r})), "
+                                 f"or set that term's weight to 0.")
         if self.rampup_iters is None: self.ramp = int(self.learn.n_epoch * len(self.learn.dls.train))
+
+    def inputs(self, x, y) -> tuple:
+        "What the model gets in training: (stream a's input, stream b's input or None, BatchNorm groups or None)."
+        with torch.no_grad():
+            xa = self.weak(x) if self.weak is not None else x
+            xb = self.strong(xa) if self.strong is not None else None
+        groups = _item_labelled(y, self.ignore_index).to(x.device) if self.split_bn else None
+        return xa, xb, groups
 
     def before_batch(self):
         self.cache = None
-        m = _unwrap(self.learn.model)
-        m.last_streams = None
-        m.bn_groups = _item_labelled(self.learn.yb[0], self.ignore_index) if (self.split_bn and self.training and len(self.learn.yb)) else None
+        if self.training and len(self.learn.yb): self.learn.xb = self.inputs(self.learn.xb[0], self.learn.yb[0])
 
     def after_pred(self):
         if not self.training: return
-        m = _unwrap(self.learn.model)
-        s = getattr(m, 'last_streams', None)
-        if s is None:
-            s = m.streams(self.learn.xb[0])
-            self.learn.pred = TwoStreamUNet.ensemble(*s)
-        self.cache = s
+        out = self.learn.pred
+        if not isinstance(out, dict) or 'logits' not in out:
+            raise ValueError(f"in training the model must return a dict with 'logits' = (logits_a, logits_b) (as TwoStreamUNet does); "
+                             f"got {type(out).__name__}.")
+        self.cache = out
+        self.learn.pred = _unwrap(self.learn.model).ensemble(*out['logits'])   # fastai's loss and metrics see the ensemble
 
     def after_loss(self):
         if not self.training or self.cache is None or not len(self.learn.yb): return
-        la, lb = self.cache
-        yb = self.learn.yb
-        sup_a, sup_b = self.learn.loss_func(la, *yb), self.learn.loss_func(lb, *yb)
-        sel = torch.ones(la.shape[0], dtype=torch.bool, device=la.device) if self.on_labelled else \
-              ~_item_labelled(yb[0], self.ignore_index).to(la.device)
+        c, y = self.cache, _plain(self.learn.yb[0])
+        la, lb = c['logits']
+        sup_a, sup_b = self.learn.loss_func(la, y), self.learn.loss_func(lb, y)
+        lab = _item_labelled(y, self.ignore_index).to(la.device)
+        sel = torch.ones_like(lab) if self.on_labelled else ~lab
+        terms = dict(sup_a=sup_a, sup_b=sup_b)
+        terms['cps'] = cross_pseudo_loss(la[sel], lb[sel], self.cps_threshold, self.ignore_index) if sel.any() else la.float().sum() * 0.
+        unsup, rates = terms['cps'], {}
+        for name, (wt, term) in self.active_terms().items():
+            terms[name] = term(c, y)
+            unsup = unsup + wt * terms[name]
+            if hasattr(term, 'rates'):
+                with torch.no_grad(): rates.update(term.rates(c, y))
         it = int(self.learn.train_iter)
         w = self.weight(it)
-        cps = cross_pseudo_loss(la[sel], lb[sel], self.threshold, self.ignore_index) if sel.any() else la.float().sum() * 0.
-        self.learn.loss_grad = sup_a + sup_b + w * cps
-        self.learn.loss = self.learn.loss_grad.detach().clone()
-        self.last = dict(sup_a=sup_a.detach(), sup_b=sup_b.detach(), sup=(sup_a + sup_b).detach(), cps=cps.detach(),
-                         weight=w, iter=it)
+        with torch.no_grad():   # how often the streams disagree on the unlabelled items (all items when the batch has none)
+            unl = ~lab if (~lab).any() else torch.ones_like(lab)
+            rates['disagree'] = (la[unl].argmax(1) != lb[unl].argmax(1)).float().mean()
+        self.set_loss(sup_a + sup_b + w * unsup, terms, weight=w, **rates)
+        self.last['iter'] = it
 
-    def after_batch(self):
-        self.cache = None
-        m = _unwrap(self.learn.model)
-        m.last_streams, m.bn_groups = None, None
+    def after_batch(self): self.cache = None
+
+    def show(self, batch=None, # (x, y) of two-stream loaders; None: the first training batch of the attached Learner
+             b:int=0, # which item of the batch
+             model=None, # the two-stream model (default: the attached Learner's)
+            ):
+        "Draw what this callback does to item `b`: each stream's input and the pseudo-label each stream gives the other."
+        x, y = batch_to_show(getattr(self, 'learn', None), batch)[:2]
+        model = _unwrap(model if model is not None else self.learn.model)
+        with preview(model):
+            xa, xb, groups = self.inputs(x, y)
+            la, lb = model(xa, xb, groups)['logits']
+        pa, pb, yb = la[b].argmax(0), lb[b].argmax(0), _plain(y)[b]
+        labelled = bool((yb != self.ignore_index).any())
+        rows = [('stream a input' + (' + label' if labelled else ' (unlabelled)'), xa[b], yb if labelled else None)]
+        if xb is not None: rows.append(('stream b input (strong)', xb[b], None))
+        rows += [("a's pseudo-label (b's target)", xa[b], pa), ("b's pseudo-label (a's target)", xa[b], pb),
+                 (f'disagree: {float((pa != pb).float().mean()):.1%} of pixels', xa[b], (pa != pb).long())]
+        return panel_row(rows, title=f'{type(self).__name__}: item {b} of the batch, {"labelled" if labelled else "unlabelled"}')
 
 # %% ../nbs/06_callbacks.ipynb #9c3df157
 class EMAUpdate(Callback):
@@ -122,32 +227,6 @@ def zero_loss(pred, *yb):
     "Placeholder `loss_func` of a pre-training learner: 0 attached to the graph (the real loss is set by the callback)."
     if isinstance(pred, dict): pred = next(iter(pred.values()))
     return pred.sum() * 0.
-
-
-# %% ../nbs/06_callbacks.ipynb #a29dfde9
-class LossTerms(Callback):
-    "Base of callbacks whose loss is a sum of named terms: `set_loss` keeps the batch's terms in `last`, their training means per epoch in `epoch_terms`."
-    def before_epoch(self): self._sums, self._n = {}, 0
-
-    def set_loss(self, loss, terms:dict, **rates):
-        "Make `loss` the batch's loss; record the (detached) `terms`, the loss and any extra per-batch `rates`."
-        self.learn.loss_grad = loss
-        self.learn.loss = loss.detach().clone()
-        self.last = {k: t.detach() for k, t in terms.items()}
-        self.last['loss'] = loss.detach()
-        self.last.update(rates)
-        if self.training:
-            for k, v in self.last.items(): self._sums[k] = self._sums.get(k, 0.) + float(v)
-            self._n += 1
-
-    def after_epoch(self):
-        if self._n: self.epoch_terms.append({k: v / self._n for k, v in self._sums.items()})
-
-    def ckpt_state(self) -> dict:
-        "What a checkpoint must keep to resume this callback (see `checkpoint`): the per-epoch terms so far."
-        return {'epoch_terms': [dict(t) for t in self.epoch_terms]}
-
-    def load_ckpt_state(self, state:dict): self.epoch_terms = [dict(t) for t in state['epoch_terms']]
 
 
 # %% ../nbs/06_callbacks.ipynb #e24267fd

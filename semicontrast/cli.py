@@ -16,13 +16,13 @@ from .loaders import auto_preprocess, CT_WINDOW
 from .metrics import evaluate
 from .callbacks import NonFiniteLoss, PRECISIONS
 from .distributed import world_size, is_distributed, init_from_env, rank
-from .method import METHODS, RunContext
+from .method import METHODS, RunContext, valid_cadence
 from .report import write_result, write_report
 import semicontrast.learner   # imports every method module, which registers the method (the list of methods lives there)
 
 # %% auto #0
-__all__ = ['SIZES', 'AUGMENTS', 'OUTPUTS', 'run_experiment', 'summary_table', 'UsageError', 'build_parser', 'main',
-           'torchrun_main']
+__all__ = ['SIZES', 'AUGMENTS', 'SCHEDULES', 'OPTIMISERS', 'OUTPUTS', 'run_experiment', 'summary_table', 'UsageError',
+           'build_parser', 'main', 'torchrun_main']
 
 # %% ../nbs/10_cli.ipynb #f1e43a04
 SIZES = {
@@ -32,6 +32,8 @@ SIZES = {
                   pretrain_epochs=10, pretrain_bs=32, pretrain_lr=1e-3),
 }
 AUGMENTS = ('none', 'flip_rot90')
+SCHEDULES = ('one_cycle', 'poly')   # learning-rate schedules: fastai's one cycle (default), SSL4MIS's polynomial decay
+OPTIMISERS = ('adam', 'sgd')        # Adam (default), or SSL4MIS's SGD with momentum 0.9 and L2 weight decay
 
 # %% ../nbs/10_cli.ipynb #2e77a696
 OUTPUTS = ('result.json', 'report.html', 'split.json', 'model.pth', 'encoder.pth')  # the files a run writes into --out
@@ -67,15 +69,26 @@ def _settings(m, smoke:bool, given:dict, options:dict) -> dict:
                test=d['test'] if g['test'] is None else g['test'], unlabeled=g['unlabeled'],
                epochs=d['epochs'] if g['epochs'] is None else g['epochs'], bs=g['bs'] or d['bs'], lr=g['lr'] or d['lr'],
                base=g['base'] or d['base'], depth=g['depth'] or d['depth'], augment=g['augment'], quiet=g['quiet'],
-               out=str(g['out']), resume=bool(g['resume']), precision=g['precision'])
+               out=str(g['out']), resume=bool(g['resume']), precision=g['precision'],
+               iters=g['iters'], valid_every=g['valid_every'], schedule=g['schedule'], opt=g['opt'])
+    _check_budget(g, 'epochs', 'iters')
     if g['precision'] not in PRECISIONS: raise DataError(f"--precision {g['precision']!r}: use one of {', '.join(PRECISIONS)}.")
     if m.pretrains:
         cfg.update(pretrain_epochs=d['pretrain_epochs'] if g['pretrain_epochs'] is None else g['pretrain_epochs'],
-                   pretrain_bs=d['pretrain_bs'], pretrain_lr=d['pretrain_lr'])
+                   pretrain_bs=d['pretrain_bs'], pretrain_lr=d['pretrain_lr'], pretrain_iters=g['pretrain_iters'])
         if cfg['pretrain_epochs'] < 1: raise DataError(f"--pretrain-epochs {cfg['pretrain_epochs']}: pre-train for at least one epoch.")
-    elif g['pretrain_epochs'] is not None:
-        raise DataError(f"--pretrain-epochs is for methods with a pre-training stage "
-                        f"({', '.join(n for n, x in METHODS.items() if x.pretrains)}), not '{m.name}'.")
+        _check_budget(g, 'pretrain_epochs', 'pretrain_iters')
+    else:
+        for k in ('pretrain_epochs', 'pretrain_iters'):
+            if g.get(k) is not None:
+                raise DataError(f"--{k.replace('_', '-')} is for methods with a pre-training stage "
+                                f"({', '.join(n for n, x in METHODS.items() if x.pretrains)}), not '{m.name}'.")
+    if g['opt'] not in OPTIMISERS: raise DataError(f"--opt {g['opt']!r}: use one of {', '.join(OPTIMISERS)}.")
+    if g['schedule'] not in SCHEDULES: raise DataError(f"--schedule {g['schedule']!r}: use one of {', '.join(SCHEDULES)}.")
+    if g['valid_every'] is not None:
+        if g['iters'] is None: raise DataError("--valid-every counts optimiser steps: give it with --iters (with --epochs the model is validated after every epoch).")
+        if g['valid_every'] < 1: raise DataError(f"--valid-every {g['valid_every']}: validate every 1 or more steps.")
+        valid_cadence(g['iters'], g['valid_every'])   # refuses a cadence that does not divide the budget, before any data is read
     cfg.update(m.resolve(options))
     if g['augment'] not in AUGMENTS: raise DataError(f"--augment {g['augment']!r}: use one of {', '.join(AUGMENTS)}.")
     if cfg['epochs'] < 1: raise DataError(f"--epochs {cfg['epochs']}: train for at least one epoch.")
@@ -87,6 +100,13 @@ def _settings(m, smoke:bool, given:dict, options:dict) -> dict:
         raise DataError(f"--unlabeled {u}: {m.name} trains its second stream on unlabelled patients; leave --unlabeled "
                         "unset (all the rest) or give a positive number, or run supervised.")
     return cfg
+
+def _check_budget(g:dict, epochs:str, iters:str):
+    "A stage is sized by epochs or by iterations, not both; an iteration budget is at least one step."
+    flag = lambda k: '--' + k.replace('_', '-')
+    if g.get(iters) is None: return
+    if g.get(epochs) is not None: raise DataError(f"{flag(epochs)} and {flag(iters)} both size the same stage: give one of them.")
+    if g[iters] < 1: raise DataError(f"{flag(iters)} {g[iters]}: train for at least one optimiser step.")
 
 def _window(window):
     if window is None: return None
@@ -136,6 +156,11 @@ def run_experiment(method:str='supervised', # a key of `METHODS` (see `semicontr
                    bs:int=None, lr:float=None, base:int=None, depth:int=None,
                    augment:str='none', # 'none' or 'flip_rot90' (SSL4MIS's random rot90 + flips)
                    pretrain_epochs:int=None, # epochs of a pre-training stage (methods that have one)
+                   iters:int=None, # optimiser steps of the training (fine-tuning) stage, instead of epochs
+                   pretrain_iters:int=None, # optimiser steps of a pre-training stage, instead of epochs
+                   valid_every:int=None, # with `iters`: validate (and checkpoint) every this many steps (default: about 10 times)
+                   schedule:str='one_cycle', # learning rate: 'one_cycle' or 'poly' (SSL4MIS: lr * (1 - t/T)^0.9)
+                   opt:str='adam', # optimiser: 'adam' or 'sgd' (SSL4MIS: momentum 0.9, L2 weight decay)
                    window=None, # (lo, hi) intensity clip, e.g. CT HU (-160, 240); sets intensity='window'
                    device=None, quiet:bool=False, overwrite:bool=False,
                    resume:bool=False, # continue an interrupted run from `out/checkpoints/` (same settings)
@@ -279,8 +304,17 @@ def _common(r, pretrains:bool):
     r.add_argument('--seed', type=int, default=0)
     r.add_argument('--epochs', type=int, default=None,
                    help='training epochs (two-stream methods take the same number of steps as supervised with these epochs)')
-    if pretrains: r.add_argument('--pretrain-epochs', dest='pretrain_epochs', type=int, default=None,
-                                 help='epochs of the pre-training stage')
+    r.add_argument('--iters', type=int, default=None,
+                   help='optimiser steps of the training stage instead of epochs (SSL4MIS: 30000), whatever the dataset size')
+    r.add_argument('--valid-every', dest='valid_every', type=int, default=None,
+                   help='with --iters: validate and checkpoint every this many steps (must divide --iters; default: about 10 times)')
+    r.add_argument('--schedule', default='one_cycle', choices=SCHEDULES,
+                   help="learning rate: 'one_cycle' (default) or 'poly' (SSL4MIS: lr * (1 - step/steps)^0.9)")
+    r.add_argument('--opt', default='adam', choices=OPTIMISERS, help="optimiser: 'adam' (default) or 'sgd' (SSL4MIS: momentum 0.9)")
+    if pretrains:
+        r.add_argument('--pretrain-epochs', dest='pretrain_epochs', type=int, default=None, help='epochs of the pre-training stage')
+        r.add_argument('--pretrain-iters', dest='pretrain_iters', type=int, default=None,
+                       help='optimiser steps of the pre-training stage instead of epochs')
     r.add_argument('--window', type=_pair, default=None, help='intensity clip LO,HI (e.g. CT HU -160,240); scaled to [0, 1]')
     r.add_argument('--bs', type=int, default=None, help='batch size')
     r.add_argument('--lr', type=float, default=None)

@@ -121,13 +121,16 @@ def shard_dl(dl, # a fastai `DataLoader`
     if getattr(dl, 'sharded', False) or not is_distributed(): return dl
     W, r, full_n = world_size(), rank(), dl.n
     per = -(-full_n // W) if full_n else 0
+    own = dl.__dict__.get('get_idxs')                            # a sampling set on the loader itself (`iteration_dl`)
     new = dl.new()
     for k, v in vars(dl).items(): new.__dict__.setdefault(k, v)  # what was set on the loader itself (n_inp, ...)
     if hasattr(dl, 'rng'): new.rng = dl.rng                     # keep the loader's seeded shuffle
     def get_idxs():
-        new.n = full_n                                           # the class's own draw of the whole epoch ...
-        try: idxs = list(type(new).get_idxs(new))
-        finally: new.n = per
+        if own is not None: idxs = list(own())                   # the loader's own draw of the whole epoch ...
+        else:
+            new.n = full_n
+            try: idxs = list(type(new).get_idxs(new))
+            finally: new.n = per
         idxs = _broadcast_list(idxs)                             # ... rank 0's draw on every rank
         if not idxs: return []
         idxs = (idxs * -(-per * W // len(idxs)))[:per * W]       # pad by repetition

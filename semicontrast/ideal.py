@@ -17,10 +17,10 @@ from .core import DataError
 from .augment import TwoViews, correspondence, align
 from .models import Encoder, TwoStreamUNet, unet_widths, init_weights, load_encoder, save_encoder
 from .heads import EncoderWithHead, dense_head_for
-from .losses import DiceCELoss
-from .losses import DenseInfoNCE, info_nce
+from .losses import DiceCELoss, DenseInfoNCE, info_nce
 from .distributed import GATHER   # keys from every process under torchrun; this batch's in one process
-from .callbacks import EMAUpdate, TwoStreamConsistency, zero_loss, _unwrap
+from .callbacks import EMAUpdate, TwoStreamConsistency, zero_loss, _unwrap, batch_to_show
+from .viz import panel_row
 from .loaders import pretrain_dls
 from .method import (ForegroundDice, with_guard, channels_of, check_classes, check_stage, two_stream_loaders, stage_record, learner_options, Stage, Method, register)
 
@@ -106,6 +106,21 @@ class DenseContrastivePretrain(Callback):
 
     def after_batch(self): self.cache = None
 
+    def show(self, batch=None, # a batch (x, ...) of slices; None: the first training batch of the attached Learner
+             b:int=0, # which item of the batch
+             seed:int=0, # seed of the views drawn for the picture (training's random stream is left alone)
+            ):
+        "Draw what this callback does to item `b`: the slice, its two views, and the pixels of view 1 whose anatomy view 2 also shows (where anchors are valid)."
+        x = batch_to_show(getattr(self, 'learn', None), batch)[0]
+        views = copy.copy(self.views)
+        views.generator = torch.Generator().manual_seed(seed)
+        v = views(x)
+        hw = tuple(v['v1'].shape[-2:])
+        _, valid = correspondence(v['theta1'], v['theta2'], hw, feat_hw=hw)   # at pixel resolution, for the picture
+        return panel_row([('slice', x[b], None), ('view 1 (queries)', v['v1'][b], None), ('view 2 (keys)', v['v2'][b], None),
+                          (f'view 1 also in view 2: {float(valid[b].float().mean()):.0%}', v['v1'][b], valid[b].long())],
+                         title=f'{type(self).__name__}: item {b} of the batch')
+
 def pretrain_learner(dls, # fastai `DataLoaders` of slice batches (targets, if any, are ignored)
                      encoder:Encoder|None=None, # an `Encoder` to pre-train (None: a new U-Net encoder)
                      in_ch:int=1, base:int=16, depth:int=4, # the new encoder (ignored when `encoder` is given)
@@ -178,7 +193,7 @@ def ideal_learner(dls:DataLoaders, # stage 1: `pretrain_dls(...)`; stage 2: `two
     check_classes(n_classes, "ideal_learner(stage='finetune')")
     model = TwoStreamUNet(in_ch=in_ch, n_classes=n_classes, base=base, depth=depth, ups=ups, encoder=enc,
                           dec_dropout=dec_dropout, perturb=perturb)
-    cons = TwoStreamConsistency(cps_weight=cps_weight, rampup_iters=rampup_iters, threshold=threshold, on_labelled=on_labelled,
+    cons = TwoStreamConsistency(cps_weight=cps_weight, rampup_iters=rampup_iters, cps_threshold=threshold, on_labelled=on_labelled,
                                 split_bn=split_bn)
     return Learner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func, lr=lr,
                    wd=wd, metrics=metrics if metrics is not None else [ForegroundDice(n_classes)],
@@ -202,7 +217,7 @@ def _finetune(ctx):
     learn = ideal_learner(dls, ctx.info.n_classes, encoder=ctx.learners['pretrain'].model.encoder, path=ctx.out,
                           **ctx.learner_kwargs())
     ctx.fit(learn, 'finetune', epochs, cfg['lr'])
-    return learn, stage_record(learn, epochs, t0, supervised_steps=steps)
+    return learn, stage_record(learn, epochs, t0, supervised_steps=steps, terms=learn.two_stream_consistency.epoch_terms)
 
 IDEAL = register(Method(
     'ideal', 'IDEAL: dense contrastive pre-training of the encoder, then two decoders with cross pseudo-supervision',

@@ -17,7 +17,7 @@ from .core import IGNORE_INDEX, DataError
 
 # %% auto #0
 __all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'supervised_dls', 'TwoStreamDL', 'two_stream_dls',
-           'pretrain_dls', 'PoolSource', 'PooledDataset', 'PooledDL', 'pooled_dls', 'auto_preprocess']
+           'pretrain_dls', 'PoolSource', 'PooledDataset', 'PooledDL', 'pooled_dls', 'iteration_dl', 'auto_preprocess']
 
 # %% ../nbs/00c_loaders.ipynb #2482138d
 _SPATIAL, _INTENSITY = ('pad', 'resize'), ('zscore', 'minmax', 'window', 'none')
@@ -597,6 +597,29 @@ def pooled_dls(sources, # `PoolSource`s to pre-train on (labelled and unlabelled
     dls.prep = {s.name: s.prep for s in tds.sources}
     dls.spaces, dls.label_map, dls.balance = tds.spaces, tds.label_map, bool(balance)
     return dls
+
+# %% ../nbs/00c_loaders.ipynb #4f65a1a0
+def iteration_dl(dl:DataLoader, # a training `DataLoader` (supervised, two-stream, pre-training, pooled, regions)
+                 n_batches:int, # batches per epoch of the new loader (the validation cadence in steps)
+                ) -> DataLoader:
+    "A copy of `dl` whose every epoch is exactly `n_batches` whole batches, drawn from back-to-back passes of `dl`'s own shuffled order."
+    if isinstance(n_batches, bool) or not isinstance(n_batches, numbers.Integral) or n_batches < 1:
+        raise DataError(f"iteration_dl: n_batches={n_batches!r}; give a positive number of batches per epoch.")
+    bs, full_n, drop = dl.bs, dl.n, dl.drop_last
+    per_pass = full_n // bs if drop else math.ceil(full_n / bs)
+    if per_pass < 1: raise DataError(f"iteration_dl: the loader has {full_n} item(s), fewer than one batch of {bs}.")
+    new = dl.new()
+    for k, v in vars(dl).items(): new.__dict__.setdefault(k, v)   # what was set on the loader itself (rng, n_inp, ...)
+    def get_idxs():
+        out = []
+        while len(out) < n_batches * bs:                            # passes of the loader's own sampling ...
+            new.n, new.drop_last = full_n, drop
+            try: idxs = list(type(new).get_idxs(new))
+            finally: new.n, new.drop_last = n_batches * bs, False
+            out += idxs[:per_pass * bs] if drop else idxs             # ... whole batches only (drop-last drops the rest)
+        return out[:n_batches * bs]
+    new.get_idxs, new.n, new.drop_last, new.batches_per_epoch = get_idxs, n_batches * bs, False, int(n_batches)
+    return new
 
 # %% ../nbs/00c_loaders.ipynb #fbfc463a
 CT_WINDOW = (-160.0, 240.0)  # HU clip for CT when the dataset gives none: abdominal soft tissue [R]

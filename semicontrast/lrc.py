@@ -18,7 +18,8 @@ from .augment import TwoViews, warp
 from .losses import MoCoQueue, moco_loss, sample_regions, pool_regions, RegionInfoNCE, DiceCELoss
 from .distributed import gather_nograd
 from .superpixels import SuperpixelCache, region_dls
-from .callbacks import LossTerms, EMAUpdate, zero_loss, _unwrap
+from .callbacks import LossTerms, EMAUpdate, zero_loss, _unwrap, batch_to_show
+from .viz import region_samples
 from .supervised import finetune_learner, finetune_stage
 from .method import with_guard, channels_of, check_stage, stage_record, learner_options, Option, Stage, Method, register
 
@@ -43,22 +44,26 @@ class LRCNet(nn.Module):
     @property
     def outputs(self): return self._outputs
     @outputs.setter
-    def outputs(self, v):
+    def outputs(self, v): self._outputs = self._check_outputs(v)
+
+    @staticmethod
+    def _check_outputs(v) -> tuple:
         v = (v,) if isinstance(v, str) else tuple(v)
         bad = set(v) - {'global', 'dense', 'logits'}
         if bad or not v: raise ValueError(f"outputs={v!r}: choose one or more of 'global', 'dense', 'logits'.")
-        self._outputs = v
+        return v
 
     def embed_global(self, x): return self.global_head(self.unet.encode(x)[-1])
 
-    def forward(self, x) -> dict:
-        "dict with the requested entries: global (B,d), dense (B,d,H,W), logits (B,K,H,W)."
+    def forward(self, x, outputs=None) -> dict:
+        "dict with the requested entries (`outputs`, default `self.outputs`): global (B,d), dense (B,d,H,W), logits (B,K,H,W)."
+        want = self.outputs if outputs is None else self._check_outputs(outputs)
         enc, out = self.unet.encode(x), {}
-        if 'global' in self.outputs: out['global'] = self.global_head(enc[-1])
-        if 'dense' in self.outputs or 'logits' in self.outputs:
+        if 'global' in want: out['global'] = self.global_head(enc[-1])
+        if 'dense' in want or 'logits' in want:
             logits, dec = self.unet.decode(enc, return_features=True)
-            if 'dense' in self.outputs: out['dense'] = self.dense_head(dec[-1])
-            if 'logits' in self.outputs: out['logits'] = logits
+            if 'dense' in want: out['dense'] = self.dense_head(dec[-1])
+            if 'logits' in want: out['logits'] = logits
         return out
 
 # %% ../nbs/17_lrc.ipynb #3d00f1ec
@@ -97,11 +102,21 @@ class RegionContrastPretrain(LossTerms):
     @property
     def two_views_in_model(self) -> bool: return self.lrc_weight > 0
 
+    def regions(self, x, reg):
+        "The superpixel maps the sampler may use: with `skip_background`, regions lying wholly on the background (the slice's minimum) dropped."
+        if not self.skip_background: return reg
+        inten = x.mean(1)
+        return _drop_background_regions(reg, inten <= inten.flatten(1).amin(1).view(-1, 1, 1) + 1e-6)
+
+    @property
+    def outputs(self) -> tuple:
+        "What the model must compute for the losses in use (passed to `forward` with every batch)."
+        return tuple(o for o, on in (('global', self.global_loss == 'moco'), ('dense', self.lrc_weight > 0),
+                                     ('logits', self.global_loss == 'supervised')) if on)
+
     def before_fit(self):
         m = _unwrap(self.learn.model)
         if not isinstance(m, LRCNet): raise ValueError(f"RegionContrastPretrain needs an LRCNet model, got {type(m).__name__}.")
-        m.outputs = tuple(o for o, on in (('global', self.global_loss == 'moco'), ('dense', self.lrc_weight > 0),
-                                          ('logits', self.global_loss == 'supervised')) if on)
         dev = next(m.parameters()).device
         if self.global_loss == 'moco':
             if self.key_model is None:
@@ -130,14 +145,10 @@ class RegionContrastPretrain(LossTerms):
         if len(self.learn.yb) < 2:
             raise ValueError("RegionContrastPretrain needs (x, y, regions) batches; build the loaders with superpixels.region_dls.")
         x, y, reg = self.learn.xb[0], self.learn.yb[0], self.learn.yb[1]
-        if self.skip_background:
-            inten = x.mean(1)
-            bg = inten <= inten.flatten(1).amin(1).view(-1, 1, 1) + 1e-6
-            reg = _drop_background_regions(reg, bg)
-        v = (self.views if self.training else self._valid_views)(x, extra=reg)
+        v = (self.views if self.training else self._valid_views)(x, extra=self.regions(x, reg))
         y1 = warp(y, v['theta1'], v['v1'].shape[-2:], 'nearest', IGNORE_INDEX) if self.global_loss == 'supervised' else None
         self.cache = dict(v, y1=y1)
-        self.learn.xb = (torch.cat([v['v1'], v['v2']]) if self.two_views_in_model else v['v1'],)
+        self.learn.xb = (torch.cat([v['v1'], v['v2']]) if self.two_views_in_model else v['v1'], self.outputs)   # forward(x, outputs)
 
     def after_pred(self):
         c, pred, B = self.cache, self.learn.pred, self.cache['v1'].shape[0]
@@ -170,6 +181,18 @@ class RegionContrastPretrain(LossTerms):
             self.queue.push(gather_nograd(self.cache['key']))   # every process's keys (the same queue on all ranks)
 
     def after_batch(self): self.cache = None
+
+    def show(self, batch=None, # a region batch (x, y, regions); None: the first training batch of the attached Learner
+             b:int=0, # which item of the batch
+             seed:int=0, # seed of the views and the region sample drawn for the picture
+            ):
+        "Draw what this callback does to item `b`: both views with their superpixel boundaries, and the pixels sampled from each picked region in both views."
+        x, _, reg = batch_to_show(getattr(self, 'learn', None), batch)[:3]
+        views = copy.copy(self.views)
+        views.generator = torch.Generator().manual_seed(seed)
+        v = views(x, extra=self.regions(x, reg))
+        s = sample_regions(v['extra1'], v['extra2'], generator=torch.Generator(device=x.device).manual_seed(seed), **self.sample_kw)
+        return region_samples(v['v1'], v['v2'], v['extra1'], v['extra2'], s, b=b)
 
 
 def _drop_background_regions(reg:torch.Tensor, bg:torch.Tensor) -> torch.Tensor:
@@ -210,11 +233,12 @@ def lrc_learner(dls:DataLoaders, # pretrain: `region_dls(...)`; finetune: `super
         if global_loss == 'supervised' and n_classes is None:
             raise DataError("lrc_learner(global_loss='supervised') needs n_classes (background included) for its segmentation term.")
         if global_loss not in GLOBAL_LOSSES: raise DataError(f"global_loss={global_loss!r}: use 'moco', 'supervised' or None.")
-        net = LRCNet(UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden)
         cb = RegionContrastPretrain(global_loss=global_loss, lrc_weight=lrc_weight, views=views, temperature=temperature,
                                     n_regions=n_regions, n_pixels=n_pixels, min_pixels=min_pixels, cross_image=cross_image,
                                     skip_background=skip_background, moco_temperature=moco_temperature, queue_size=queue_size,
                                     momentum=momentum, seg_loss=loss_func)
+        net = LRCNet(UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden,
+                     outputs=cb.outputs)
         return Learner(dls, net, loss_func=zero_loss, opt_func=opt_func, lr=lr, wd=wd, cbs=with_guard([cb] + list(cbs or [])), path=path)
     return finetune_learner(dls, n_classes, pretrained, in_ch=in_ch, base=base, depth=depth, loss_func=loss_func,
                             opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path)

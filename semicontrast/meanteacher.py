@@ -13,9 +13,10 @@ from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 
 from .core import IGNORE_INDEX
-from .models import UNet
+from .models import UNet, split_groups
 from .losses import DiceCELoss, sigmoid_rampup
-from .callbacks import LossTerms, EMAUpdate, _unwrap, _item_labelled
+from .callbacks import LossTerms, EMAUpdate, _unwrap, _item_labelled, preview, batch_to_show
+from .viz import panel_row
 from .method import (ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
 
@@ -30,11 +31,7 @@ class GroupedForward(nn.Module):
         self.net = net
 
     def forward(self, x, groups=None): # groups: (B,) bool, e.g. which items are labelled; None: one pass
-        if groups is None or not self.training or not 0 < int(groups.sum()) < len(groups): return self.net(x)
-        a, b = self.net(x[groups]), self.net(x[~groups])
-        out = a.new_empty((x.shape[0],) + a.shape[1:])
-        out[groups], out[~groups] = a, b
-        return out
+        return split_groups(self.net, groups if self.training else None, x)
 
 # %% ../nbs/18_meanteacher.ipynb #0951b7b5
 class MeanTeacher(LossTerms):
@@ -92,6 +89,26 @@ class MeanTeacher(LossTerms):
     def after_step(self):
         self._ema.momentum = min(1 - 1 / (int(self.learn.train_iter) + 2), self.ema_decay)   # warm-up: 1/2, 2/3, ... as SSL4MIS counts steps from 1
         self._ema.update()
+
+    def show(self, batch=None, # a two-stream batch (x, y); None: the first training batch of the attached Learner
+             b:int=0, # which unlabelled item (counted among the unlabelled items of the batch)
+             seed:int=0, # seed of the teacher's input noise drawn for the picture
+            ):
+        "Draw what this callback does to unlabelled item `b`: the student's input, the teacher's noisy input, the teacher's prediction the student is pulled towards, and the student's."
+        x, y = batch_to_show(getattr(self, 'learn', None), batch)[:2]
+        unl = ~_item_labelled(y, self.ignore_index).to(x.device)
+        if not unl.any(): raise ValueError("show() needs a batch with unlabelled items (two-stream loaders put them after the labelled ones).")
+        xu = x[unl]
+        g = torch.Generator().manual_seed(seed)
+        noisy = xu + (torch.randn(xu.shape, generator=g) * self.noise).clamp(-self.noise_clip, self.noise_clip).to(x.device)
+        student = _unwrap(self.learn.model)
+        teacher = self.teacher if self.teacher is not None else student   # before the first fit the teacher is the student
+        with preview(teacher): t = teacher(noisy).float().softmax(1)
+        with preview(student): s = student(xu).float().softmax(1)
+        mse = float(((s[b] - t[b]) ** 2).mean())
+        return panel_row([('student input', xu[b], None), ('teacher input (+ noise)', noisy[b], None),
+                          ("teacher's prediction (target)", xu[b], t[b].argmax(0)), ("student's prediction", xu[b], s[b].argmax(0))],
+                         title=f'{type(self).__name__}: unlabelled item {b}, consistency (MSE of the softmaxes) {mse:.4f}')
 
 # %% ../nbs/18_meanteacher.ipynb #c03029b8
 def meanteacher_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabelled items in each training batch

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 from fastai.learner import Learner, Metric
-from fastai.callback.schedule import *   # patches fit_one_cycle onto Learner (used by RunContext.fit)
+from fastai.callback.schedule import *   # patches fit_one_cycle onto Learner; ParamScheduler, SchedPoly (used by RunContext.fit)
 from fastai.callback.progress import *   # progress bars, and Learner.no_bar (used by RunContext.fit when quiet)
 from fastcore.docments import docments
 
@@ -19,12 +19,14 @@ from .core import IGNORE_INDEX, DataError
 from .callbacks import FiniteLoss, DeviceMixedPrecision
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .distributed import distrib_fit
-from .loaders import two_stream_dls
+from .loaders import two_stream_dls, iteration_dl
+from fastai.optimizer import SGD
+from functools import partial
 
 # %% auto #0
 __all__ = ['CKPT_IGNORE', 'METHODS', 'ForegroundDice', 'with_guard', 'channels_of', 'check_classes', 'check_stage', 'history',
-           'Option', 'learner_options', 'RunContext', 'supervised_steps', 'two_stream_loaders', 'stage_record', 'Stage',
-           'Method', 'register']
+           'Option', 'learner_options', 'RunContext', 'poly_decay', 'valid_cadence', 'supervised_steps',
+           'two_stream_loaders', 'stage_record', 'Stage', 'Method', 'register']
 
 # %% ../nbs/12_method.ipynb #f3da66fa
 class ForegroundDice(Metric):
@@ -157,19 +159,51 @@ class RunContext:
         params = inspect.signature(self.method.learner).parameters
         return {o.name: self.cfg[o.name] for o in self.method.options if o.name in params}
 
+    def iterations(self, stage:str):
+        "The optimiser steps asked for `stage` (`--pretrain-iters` for pre-training, `--iters` otherwise), or None: count in epochs."
+        return self.cfg.get('pretrain_iters' if stage == 'pretrain' else 'iters')
+
     def fit(self, learn:Learner, stage:str, epochs:int, lr:float):
-        "One-cycle fit with a checkpoint after every epoch (`out/checkpoints/STAGE.pth`); with `resume`, continue from it."
+        "Fit with a checkpoint after every epoch (`out/checkpoints/STAGE.pth`), resumable. With an iteration budget the epochs are `valid_cadence` blocks of steps."
         cfg = self.cfg
+        iters = self.iterations(stage)
+        if iters:   # exactly `iters` optimiser steps, validated every `per_block` of them
+            epochs, per_block = valid_cadence(iters, cfg.get('valid_every') if stage != 'pretrain' else None)
+            learn.dls.loaders[0] = iteration_dl(learn.dls.train, per_block)
         file = Path(cfg['out'])/'checkpoints'/f'{stage}.pth'
         keep = dict({k: v for k, v in cfg.items() if k not in CKPT_IGNORE}, stage=stage)   # what a resume must match
         cbs = [Checkpoint(file, keep)]
         if cfg.get('precision', 'fp32') != 'fp32': cbs.append(DeviceMixedPrecision(cfg['precision']))
         if cfg.get('resume') and file.exists():
             cbs.append(ResumeFrom(load_checkpoint(file, keep, ignore=CKPT_IGNORE), where=str(file)))
+        if cfg.get('opt', 'adam') == 'sgd': learn.opt_func = partial(SGD, mom=0.9, decouple_wd=False)   # SSL4MIS: momentum 0.9, L2 wd
+        if cfg.get('schedule', 'one_cycle') == 'poly':
+            go = lambda: learn.fit(epochs, lr, cbs=cbs + [ParamScheduler({'lr': poly_decay(lr)})])
+        else: go = lambda: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         with distrib_fit(learn):   # data-parallel under torchrun; a plain fit otherwise
             if cfg.get('quiet'):
-                with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=cbs)
-            else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
+                with learn.no_bar(), learn.no_logging(): go()
+            else: go()
+
+def poly_decay(lr:float, # the learning rate of the first step
+               power:float=0.9, # SSL4MIS's exponent
+              ):
+    "SSL4MIS's schedule as a fastai schedule function of the fraction `pos` of training done: lr * (1 - pos) ** power."
+    return lambda pos: lr * (1 - pos) ** power
+
+def valid_cadence(iters:int, # optimiser steps of the stage
+                  valid_every:int|None=None, # validate every this many steps (must divide `iters`); None: about 10 validations
+                  n_valid:int=10, # validations per run when `valid_every` is None (the largest count <= it that divides `iters`)
+                 ) -> tuple:
+    "(epochs, steps per epoch) of a stage trained for exactly `iters` steps and validated every `valid_every` steps (at each epoch's end)."
+    if valid_every is None:
+        v = next(v for v in range(min(n_valid, iters), 0, -1) if iters % v == 0)
+        return v, iters // v
+    if iters % valid_every:
+        near = sorted({d for d in range(1, iters + 1) if iters % d == 0}, key=lambda d: abs(d - valid_every))[:2]
+        raise DataError(f"--valid-every {valid_every} does not divide --iters {iters}: the run would not end on a validation. "
+                        f"Use e.g. --valid-every {' or '.join(map(str, sorted(near)))}.")
+    return iters // valid_every, valid_every
 
 def supervised_steps(n_slices:int, bs:int, epochs:int) -> int:
     "Optimiser steps of `supervised_dls` training: it drops the incomplete last batch when there is more than one batch."
@@ -184,8 +218,10 @@ def two_stream_loaders(ctx:RunContext):
     return dls, max(1, math.ceil(steps / len(dls.train))), steps
 
 def stage_record(learn:Learner, epochs:int, t0:float, **more) -> dict:
-    "A stage's entry in the result card: history, epochs, optimiser steps, seconds, plus `more`."
-    return dict(history=history(learn), epochs=epochs, steps=epochs * len(learn.dls.train), seconds=time.time() - t0, **more)
+    "A stage's entry in the result card: history, epochs (as fitted), optimiser steps, steps per epoch (the validation cadence), seconds, plus `more`."
+    epochs = getattr(learn, 'n_epoch', epochs)   # an iteration budget sets the epochs in `RunContext.fit`
+    per = len(learn.dls.train)
+    return dict(history=history(learn), epochs=epochs, steps=epochs * per, valid_every=per, seconds=time.time() - t0, **more)
 
 # %% ../nbs/12_method.ipynb #391ecba5
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from .augment import TwoViews, corrupt, warp
 from .losses import label_contrast_floor, reconstruction_loss, nt_xent, label_contrast_loss
 from .distributed import GATHER   # keys from every process under torchrun
 from .loaders import Preprocess, pooled_dls, PoolSource, CT_WINDOW
-from .callbacks import LossTerms, zero_loss, _unwrap
+from .callbacks import LossTerms, zero_loss, _unwrap, batch_to_show
+from .viz import panel_row
 from .supervised import finetune_learner, finetune_stage
 from .method import with_guard, channels_of, check_stage, stage_record, learner_options, Option, Stage, Method, register
 
@@ -106,11 +107,14 @@ class MixCLPretrain(LossTerms):
     @property
     def two_views(self) -> bool: return self.w['identity'] > 0 or self.w['label'] > 0
 
+    @property
+    def outputs(self) -> tuple:
+        "What the model must compute for the terms in use (passed to `forward` with every batch): the heads of unused terms never run."
+        return tuple(o for o, on in (('global', self.w['identity'] > 0), ('dense', self.w['label'] > 0), ('recon', self.w['recon'] > 0)) if on)
+
     def before_fit(self):
         m = _unwrap(self.learn.model)
         if not isinstance(m, MixCLNet): raise ValueError(f"MixCLPretrain needs a MixCLNet model, got {type(m).__name__}.")
-        m.outputs = tuple(o for o, on in (('global', self.w['identity'] > 0), ('dense', self.w['label'] > 0),
-                                          ('recon', self.w['recon'] > 0)) if on)
         self._valid_views = copy.copy(self.views)
 
     def before_validate(self):
@@ -132,7 +136,7 @@ class MixCLPretrain(LossTerms):
             c['xt'], c['mask'] = corrupt(x, generator=gen, **self.corrupt_kw)
             parts.append(c['xt'])
         self.cache = c
-        self.learn.xb = (torch.cat(parts),)
+        self.learn.xb = (torch.cat(parts), self.outputs)   # the model's forward(x, outputs)
 
     def after_pred(self):
         c, pred, B = self.cache, self.learn.pred, self.cache['B']
@@ -153,6 +157,25 @@ class MixCLPretrain(LossTerms):
         self.set_loss(sum(self.w[k] * t for k, t in terms.items()), terms, **rates)
 
     def after_batch(self): self.cache = None
+
+    def show(self, batch=None, # a pooled batch (x, y, space); None: the first training batch of the attached Learner
+             b:int=0, # which item of the batch
+             seed:int=0, # seed of the views and the corruption drawn for the picture (training's random stream is left alone)
+            ):
+        "Draw what this callback does to item `b`: the two views with the labels that follow them (identity, label), the corrupted input and where it was corrupted (reconstruction)."
+        bt = batch_to_show(getattr(self, 'learn', None), batch)
+        x, y = bt[0], bt[1].as_subclass(torch.Tensor)
+        rows = [('slice + label' if (y[b] != IGNORE_INDEX).any() else 'slice (no label)', x[b], y[b])]
+        if self.two_views:
+            views = copy.copy(self.views)
+            views.generator = torch.Generator().manual_seed(seed)
+            v = views(x)
+            y1, y2 = (warp(y, v[t], v['v1'].shape[-2:], 'nearest', IGNORE_INDEX) for t in ('theta1', 'theta2'))
+            rows += [('view 1', v['v1'][b], y1[b]), ('view 2', v['v2'][b], y2[b])]
+        if self.w['recon'] > 0:
+            xt, mask = corrupt(x, generator=torch.Generator().manual_seed(seed + 1), **self.corrupt_kw)
+            rows += [('corrupted input', xt[b], None), (f'corrupted: {float(mask[b].float().mean()):.0%}', x[b], mask[b].long())]
+        return panel_row(rows, title=f'{type(self).__name__}: item {b} of the batch (terms: {", ".join(k for k, w in self.w.items() if w > 0)})')
 
 # %% ../nbs/16_mixcl.ipynb #c79d7566
 def mixcl_learner(dls:DataLoaders, # pretrain: `pooled_dls(...)`; finetune: `supervised_dls(...)`
@@ -177,10 +200,11 @@ def mixcl_learner(dls:DataLoaders, # pretrain: `pooled_dls(...)`; finetune: `sup
     check_stage(stage)
     if in_ch is None: in_ch = channels_of(dls)
     if stage == 'pretrain':
-        net = MixCLNet(UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden)
         cb = MixCLPretrain(identity_weight=identity_weight, label_weight=label_weight, recon_weight=recon_weight, views=views,
                            temperature=temperature, label_temperature=label_temperature, max_per_class=max_per_class,
                            mask_ratio=mask_ratio, patch=patch, noise=noise, recon_kind=recon_kind, recon_masked_only=recon_masked_only)
+        net = MixCLNet(UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden,
+                       outputs=cb.outputs)
         return Learner(dls, net, loss_func=zero_loss, opt_func=opt_func, lr=lr, wd=wd, cbs=with_guard([cb] + list(cbs or [])), path=path)
     return finetune_learner(dls, n_classes, pretrained, in_ch=in_ch, base=base, depth=depth, loss_func=loss_func,
                             opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path)

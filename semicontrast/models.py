@@ -14,7 +14,7 @@ from .core import DataError, load_torch_dict
 
 # %% auto #0
 __all__ = ['ENCODER_FORMAT', 'FEATURE_PERTURBATIONS', 'unet_widths', 'ConvBlock', 'Encoder', 'UpBlock', 'Decoder', 'init_weights',
-           'UNet', 'TwoStreamUNet', 'save_encoder', 'load_encoder', 'FeaturePerturbation']
+           'UNet', 'split_groups', 'TwoStreamUNet', 'save_encoder', 'load_encoder', 'FeaturePerturbation']
 
 # %% ../nbs/02_models.ipynb #b92945ed
 def unet_widths(base:int=16, # channels of the first (full-resolution) level
@@ -173,8 +173,32 @@ class UNet(nn.Module):
 # %% ../nbs/02_models.ipynb #1a1265c6
 import math
 
+def _merge(a, b, g):
+    "Put the outputs of two groups of items back in item order (tensors, and tuples / lists / dicts of them)."
+    if isinstance(a, torch.Tensor):
+        o = a.new_empty((len(g),) + tuple(a.shape[1:])); o[g] = a; o[~g] = b
+        return o
+    if isinstance(a, dict): return {k: _merge(a[k], b[k], g) for k in a}
+    if isinstance(a, (tuple, list)): return type(a)(_merge(u, v, g) for u, v in zip(a, b))
+    return a
+
+def split_groups(fn, # a network, or any function of batch tensors
+                 groups, # (B,) bool: the group of each item (e.g. labelled or not); None: one pass
+                 *xs, # the batch tensors `fn` takes, each (B, ...); None entries are passed as they are
+                ):
+    "`fn(*xs)` with each group of items in its own pass (BatchNorm statistics per group); the outputs put back in item order."
+    if groups is None: return fn(*xs)
+    B, dev = xs[0].shape[0], xs[0].device
+    g = torch.as_tensor(groups, dtype=torch.bool, device=dev)
+    if tuple(g.shape) != (B,): raise ValueError(f"groups must be a ({B},) bool mask (one entry per item), got shape {tuple(g.shape)}.")
+    if not 0 < int(g.sum()) < B: return fn(*xs)
+    def part(mask):
+        seen = {}   # a tensor passed twice stays one tensor in each part (a network may test `x_b is x`)
+        return [None if x is None else seen.setdefault(id(x), x[mask]) for x in xs]
+    return _merge(fn(*part(g)), fn(*part(~g)), g)
+
 class TwoStreamUNet(nn.Module):
-    "One shared U-Net encoder and two structurally different decoders (IDEAL / CPS fine-tuning); `forward` is the ensemble."
+    "One shared U-Net encoder and two structurally different decoders (IDEAL / CPS fine-tuning); in evaluation `forward` is their ensemble."
     def __init__(self, in_ch:int=1, # input channels
                  n_classes:int=2, # output classes, background included
                  base:int=16, # width of the first level (ignored when `widths` or `encoder` is given)
@@ -203,8 +227,6 @@ class TwoStreamUNet(nn.Module):
         self.widths, self.in_ch, self.n_classes = self.encoder.widths, self.encoder.in_ch, int(n_classes)
         self.depth, self.ups, self.perturb = self.encoder.depth, ups, float(perturb)
         self.decoders = nn.ModuleList([init_weights(Decoder(self.widths, n_classes, u, dec_dropout)) for u in ups])
-        self.last_streams = None   # (logits_a, logits_b) of the latest forward, read by `TwoStreamConsistency`
-        self.bn_groups = None      # (B,) bool set per training batch by `TwoStreamConsistency`: normalise each group on its own
 
     @property
     def decoder_a(self) -> Decoder: return self.decoders[0]
@@ -214,26 +236,18 @@ class TwoStreamUNet(nn.Module):
     def _noisy(self, x):
         return x + self.perturb * torch.randn_like(x) if (self.training and self.perturb > 0) else x
 
-    def streams(self, x) -> tuple:
-        "Logits `(logits_a, logits_b)`, each (B, n_classes, H, W), of the two streams on the same input."
-        g = self.bn_groups
-        if self.training and g is not None:
-            g = torch.as_tensor(g, dtype=torch.bool, device=x.device)
-            if g.shape != (x.shape[0],): raise ValueError(f"bn_groups must be a ({x.shape[0]},) bool mask, got shape {tuple(g.shape)}.")
-            if 0 < int(g.sum()) < len(g):   # two forward passes: BatchNorm statistics of each group apart
-                outs = []
-                for a, b in zip(self._streams(x[g]), self._streams(x[~g])):
-                    o = a.new_empty((x.shape[0],) + a.shape[1:]); o[g] = a; o[~g] = b; outs.append(o)
-                return tuple(outs)
-        return self._streams(x)
+    def streams(self, x, # (B, C, H, W) input of stream a
+                x_b=None, # input of stream b (default: `x`)
+                groups=None, # (B,) bool, training only: run each group of items apart (BatchNorm statistics per group)
+               ) -> tuple:
+        "Logits `(logits_a, logits_b)`, each (B, n_classes, H, W), of the two streams."
+        return split_groups(self._streams, groups if self.training else None, x, x if x_b is None else x_b)
 
-    def _streams(self, x) -> tuple:
-        if self.training and self.perturb > 0:   # different inputs: the shared encoder runs once per stream
-            la, lb = (dec(self.encoder(self._noisy(x))) for dec in self.decoders)
-        else:
-            feats = self.encoder(x)
-            la, lb = (dec(feats) for dec in self.decoders)
-        return la, lb
+    def _streams(self, xa, xb) -> tuple:
+        if xb is xa and not (self.training and self.perturb > 0):   # one input: the shared encoder runs once
+            feats = self.encoder(xa)
+            return tuple(dec(feats) for dec in self.decoders)
+        return tuple(dec(self.encoder(self._noisy(x))) for dec, x in zip(self.decoders, (xa, xb)))
 
     @staticmethod
     def ensemble(logits_a, logits_b):
@@ -241,16 +255,10 @@ class TwoStreamUNet(nn.Module):
         la, lb = logits_a.float().log_softmax(1), logits_b.float().log_softmax(1)
         return torch.logaddexp(la, lb) - math.log(2.0)
 
-    def forward(self, x):
-        "Ensemble log-probabilities (B, n_classes, H, W); the two stream logits are kept in `last_streams`."
-        la, lb = self.streams(x)
-        self.last_streams = (la, lb)
-        return self.ensemble(la, lb)
-
-    def __getstate__(self):
-        "Copies and pickles (`deepcopy`, `torch.save`, `learn.export`) leave out the cached stream logits."
-        d = dict(self.__dict__); d['last_streams'] = None; d['bn_groups'] = None
-        return d
+    def forward(self, x, x_b=None, groups=None):
+        "Training: `dict(logits=(logits_a, logits_b))`, what the losses need. Evaluation: the ensemble log-probabilities (B, n_classes, H, W)."
+        la, lb = self.streams(x, x_b, groups)
+        return dict(logits=(la, lb)) if self.training else self.ensemble(la, lb)
 
 # %% ../nbs/02_models.ipynb #b3fdbe23
 ENCODER_FORMAT = 'semicontrast.encoder/1'

@@ -12,17 +12,17 @@ from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 
 from .core import IGNORE_INDEX
-from .models import Encoder, Decoder, init_weights, unet_widths, FeaturePerturbation, FEATURE_PERTURBATIONS
+from .models import Encoder, Decoder, init_weights, unet_widths, split_groups, FeaturePerturbation, FEATURE_PERTURBATIONS
 from .heads import DenseProjectionHead, _pair
 from .augment import photometric
-from .losses import contrast_labels, cross_pseudo_loss, sigmoid_rampup, DiceCELoss, patch_info_nce, pixel_contrast_loss
+from .losses import contrast_labels, DiceCELoss, patch_info_nce, pixel_contrast_loss
 from .distributed import GATHER   # keys from every process under torchrun
-from .callbacks import LossTerms, _unwrap, _item_labelled
+from .callbacks import TwoStreamConsistency, _item_labelled
 from .method import (ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
 
 # %% auto #0
-__all__ = ['STRONG_PERTURBATION', 'MSCS', 'CPS', 'MSCSNet', 'MSCSConsistency', 'mscs_learner']
+__all__ = ['STRONG_PERTURBATION', 'MSCS', 'CPS', 'MSCSNet', 'PatchContrast', 'PixelContrast', 'MSCSConsistency', 'mscs_learner']
 
 # %% ../nbs/15_mscs.ipynb #2cb85f6b
 class MSCSNet(nn.Module):
@@ -36,6 +36,7 @@ class MSCSNet(nn.Module):
                  patch_grid=4, # g (or (g_h, g_w)): patches per side of the bottleneck for the patch head [R]
                  patch_dim:int=128, # patch embedding size [D]
                  pixel_dim:int=64, # pixel embedding size [D]
+                 embed=('patch', 'pixel'), # embeddings that training forwards return besides the logits: any of 'patch', 'pixel'
                  dropout=None, # encoder dropout (None: SSL4MIS schedule)
                 ):
         super().__init__()
@@ -51,9 +52,9 @@ class MSCSNet(nn.Module):
         self.pixel_head = DenseProjectionHead(ws[0], d_out=pixel_dim, n_layers=2)
         self.widths, self.in_ch, self.n_classes, self.depth = ws, int(in_ch), int(n_classes), int(depth)
         self.shared_encoder, self.ups = bool(shared_encoder), ups
-        self.embed = ()          # which embeddings training forwards compute: any of 'patch', 'pixel' (set by the callback)
-        self.bn_groups = None    # (B,) bool: normalise each group apart in training (set per batch by the callback)
-        self.last_forward = None # dict of the latest training forward: logits (a, b), patch (a, b), pixel (a, b), bottleneck (a, b)
+        embed = (embed,) if isinstance(embed, str) else tuple(embed)
+        if set(embed) - {'patch', 'pixel'}: raise ValueError(f"embed={embed!r}: choose from 'patch' and 'pixel' (or () for neither).")
+        self.embed = embed
 
     def encoder_of(self, stream:int) -> Encoder: return self.encoders[0 if self.shared_encoder else stream]
 
@@ -78,21 +79,9 @@ class MSCSNet(nn.Module):
         if 'pixel' in self.embed: out['pixel'] = tuple(self.pixel_head(d) for d in decs)
         return out
 
-    def _grouped(self, xa, xb) -> dict:
-        g = self.bn_groups
-        if g is None: return self._run(xa, xb)
-        g = torch.as_tensor(g, dtype=torch.bool, device=xa.device)
-        if g.shape != (xa.shape[0],): raise ValueError(f"bn_groups must be a ({xa.shape[0]},) bool mask, got shape {tuple(g.shape)}.")
-        if not 0 < int(g.sum()) < len(g): return self._run(xa, xb)
-        o1 = self._run(xa[g], xa[g] if xb is xa else xb[g])
-        o2 = self._run(xa[~g], xa[~g] if xb is xa else xb[~g])
-        def merge(t1, t2):
-            o = t1.new_empty((xa.shape[0],) + t1.shape[1:]); o[g] = t1; o[~g] = t2; return o
-        return {k: tuple(merge(a, b) for a, b in zip(o1[k], o2[k])) for k in o1}
-
-    def streams(self, x) -> tuple:
-        "Logits (a, b) of the two streams on the same input (in eval mode: unperturbed)."
-        if self.training: return self._grouped(x, x)['logits']
+    def streams(self, x, x_b=None, groups=None) -> tuple:
+        "Logits (a, b) of the two streams (in eval mode: both on the unperturbed `x`)."
+        if self.training: return self(x, x_b, groups)['logits']
         fa = self.encoder_of(0)(x)
         fb = fa if self.shared_encoder else self.encoder_of(1)(x)
         return tuple(dec(f) for dec, f in zip(self.decoders, (fa, fb)))
@@ -109,18 +98,13 @@ class MSCSNet(nn.Module):
         "log of the mean of the two softmax probabilities (its argmax is the ensemble's prediction)."
         return torch.logaddexp(logits_a.float().log_softmax(1), logits_b.float().log_softmax(1)) - math.log(2.0)
 
-    def forward(self, x, x_b=None):
-        "Ensemble log-probabilities (B,K,H,W); in training stream b sees `x_b` (default `x`) and `last_forward` keeps what the losses need."
-        if not self.training:
-            self.last_forward = None
-            return self.ensemble(*self.streams(x))
-        self.last_forward = self._grouped(x, x if x_b is None else x_b)
-        return self.ensemble(*self.last_forward['logits'])
-
-    def __getstate__(self):
-        "Copies and pickles leave out the cached tensors of the latest batch."
-        d = dict(self.__dict__); d['last_forward'] = None; d['bn_groups'] = None
-        return d
+    def forward(self, x, # (B,C,H,W) input of stream a
+                x_b=None, # input of stream b in training (default `x`)
+                groups=None, # (B,) bool, training only: run each group of items apart through BatchNorm
+               ):
+        "Training: dict of (a, b) pairs, logits, bottleneck and the `embed` embeddings. Evaluation: the ensemble log-probabilities (B,K,H,W)."
+        if not self.training: return self.ensemble(*self.streams(x))
+        return split_groups(self._run, groups, x, x if x_b is None else x_b)
 
 # %% ../nbs/15_mscs.ipynb #c19f975f
 STRONG_PERTURBATION = dict(brightness=0.3, contrast=0.3, gamma=(0.6, 1.6), noise=0.1, blur_p=0.5)   # [D] strong photometric view
@@ -133,9 +117,41 @@ def _perturbation(p, who:str):
         return lambda x: photometric(x, **kw)
     raise ValueError(f"{who} must be None (no perturbation), a dict of photometric() arguments or a callable x -> x; got {type(p).__name__}.")
 
-class MSCSConsistency(LossTerms):
-    "Train an `MSCSNet`: supervised loss on both streams + ramped (cross-supervision + alpha patch InfoNCE + beta pixel SupCon)."
-    order = 5
+class PatchContrast:
+    "MSCS's patch-level term for `TwoStreamConsistency`: InfoNCE between the two streams' patch embeddings (`out['patch']`)."
+    needs = 'patch'   # the model output it reads
+    def __init__(self, temperature:float=0.1): # tau [D: methods notes §2.3]
+        if not temperature > 0: raise ValueError(f"patch temperature must be > 0, got {temperature}.")
+        self.temperature = float(temperature)
+    def __call__(self, out, y): return patch_info_nce(*out['patch'], self.temperature, keys=GATHER)
+
+class PixelContrast:
+    "MSCS's pixel-level term for `TwoStreamConsistency`: SupCon over sampled pixels of both streams, each labelled by the ground truth or the other stream's confident pseudo-label."
+    needs = 'pixel'
+    def __init__(self, temperature:float=0.1, # tau [D]
+                 threshold:float|None=0.9, # confidence of a pseudo-label to be contrasted [D]
+                 max_per_class:int=256, # pixels per class and stream [D]
+                 ignore_index:int=IGNORE_INDEX):
+        if not temperature > 0: raise ValueError(f"pixel temperature must be > 0, got {temperature}.")
+        if threshold is not None and not 0 <= threshold < 1: raise ValueError(f"threshold must be None or in [0, 1), got {threshold}.")
+        if int(max_per_class) < 1: raise ValueError(f"max_per_class must be >= 1, got {max_per_class}.")
+        self.temperature, self.threshold, self.max_per_class, self.ignore_index = float(temperature), threshold, int(max_per_class), ignore_index
+
+    def __call__(self, out, y):
+        la, lb = out['logits']
+        ya = contrast_labels(y, lb, self.threshold, self.ignore_index)   # stream a's pixels, labelled by b where unknown
+        yb = contrast_labels(y, la, self.threshold, self.ignore_index)
+        return pixel_contrast_loss(*out['pixel'], ya, yb, self.max_per_class, self.temperature, self.ignore_index, keys=GATHER)
+
+    def rates(self, out, y) -> dict:
+        "confident: the share of unlabelled pixels (all pixels when the batch has none) whose stream-b pseudo-label passes `threshold`."
+        lb = out['logits'][1]
+        unl = ~_item_labelled(y, self.ignore_index).to(lb.device)
+        if not unl.any(): unl = torch.ones_like(unl)
+        return dict(confident=(lb[unl].float().softmax(1).amax(1) >= (self.threshold or 0.)).float().mean())
+
+class MSCSConsistency(TwoStreamConsistency):
+    "MSCS training: `TwoStreamConsistency` with perturbed inputs and two terms plugged in, alpha * `PatchContrast` + beta * `PixelContrast`."
     def __init__(self, cps_weight:float=0.1, # lambda_max of the ramped unsupervised terms [R: SSL4MIS CPS 0.1]
                  patch_weight:float=0.1, # alpha of the patch-level InfoNCE [D: methods notes §2.3]; 0 = off
                  pixel_weight:float=0.1, # beta of the pixel-level SupCon [D]; 0 = off
@@ -150,79 +166,13 @@ class MSCSConsistency(LossTerms):
                  split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart (see `TwoStreamUNet`)
                  ignore_index:int=IGNORE_INDEX,
                 ):
-        for n, v in (('cps_weight', cps_weight), ('patch_weight', patch_weight), ('pixel_weight', pixel_weight)):
+        for n, v in (('patch_weight', patch_weight), ('pixel_weight', pixel_weight)):
             if not float(v) >= 0: raise ValueError(f"{n} must be >= 0, got {v}.")
-        if rampup_iters is not None and rampup_iters < 0: raise ValueError(f"rampup_iters must be None or >= 0, got {rampup_iters}.")
-        for n, v in (('threshold', threshold), ('cps_threshold', cps_threshold)):
-            if v is not None and not 0 <= v < 1: raise ValueError(f"{n} must be None or in [0, 1), got {v}.")
-        if int(max_per_class) < 1: raise ValueError(f"max_per_class must be >= 1, got {max_per_class}.")
-        self.cps_weight, self.patch_weight, self.pixel_weight = float(cps_weight), float(patch_weight), float(pixel_weight)
-        self.rampup_iters = None if rampup_iters is None else int(rampup_iters)
-        self.ramp, self.threshold, self.cps_threshold, self.cps_on_labelled = self.rampup_iters, threshold, cps_threshold, bool(cps_on_labelled)
-        self.weak, self.strong = _perturbation(weak, 'weak'), _perturbation(strong, 'strong')
-        self.patch_temperature, self.pixel_temperature = float(patch_temperature), float(pixel_temperature)
-        self.max_per_class, self.split_bn, self.ignore_index = int(max_per_class), bool(split_bn), ignore_index
-        self.cache, self.last, self.epoch_terms = None, {}, []
-
-    def weight(self, it:int) -> float:
-        "lambda(it) = cps_weight * sigmoid_rampup(it, T)."
-        if self.ramp is None: raise ValueError("rampup_iters=None ramps over the whole fit, whose length is known once fit starts.")
-        return self.cps_weight * sigmoid_rampup(it, self.ramp)
-
-    def before_fit(self):
-        m = _unwrap(self.learn.model)
-        if not all(hasattr(m, a) for a in ('embed', 'last_forward', 'streams', 'bn_groups')):
-            raise ValueError(f"MSCSConsistency needs an MSCSNet model, got {type(m).__name__}.")
-        m.embed = tuple(k for k, w in (('patch', self.patch_weight), ('pixel', self.pixel_weight)) if w > 0)
-        if self.rampup_iters is None: self.ramp = int(self.learn.n_epoch * len(self.learn.dls.train))
-
-    def before_batch(self):
-        self.cache = None
-        m = _unwrap(self.learn.model)
-        m.last_forward, m.bn_groups = None, None
-        if not self.training: return
-        x = self.learn.xb[0]
-        with torch.no_grad():
-            xa = self.weak(x) if self.weak is not None else x
-            xb = self.strong(xa) if self.strong is not None else xa
-        self.learn.xb = (xa, xb)
-        if self.split_bn and len(self.learn.yb): m.bn_groups = _item_labelled(self.learn.yb[0], self.ignore_index)
-
-    def after_pred(self):
-        if self.training: self.cache = _unwrap(self.learn.model).last_forward
-
-    def after_loss(self):
-        if not self.training or self.cache is None or not len(self.learn.yb): return
-        c, y = self.cache, self.learn.yb[0]
-        y = y.as_subclass(torch.Tensor) if type(y) is not torch.Tensor else y
-        la, lb = c['logits']
-        sup_a, sup_b = self.learn.loss_func(la, y), self.learn.loss_func(lb, y)
-        lab = _item_labelled(y, self.ignore_index).to(la.device)
-        sel = torch.ones_like(lab) if self.cps_on_labelled else ~lab
-        terms = dict(sup_a=sup_a, sup_b=sup_b)
-        terms['cps'] = cross_pseudo_loss(la[sel], lb[sel], self.cps_threshold, self.ignore_index) if sel.any() else la.float().sum() * 0.
-        unsup = terms['cps']
-        if self.patch_weight > 0:
-            terms['patch'] = patch_info_nce(*c['patch'], self.patch_temperature, keys=GATHER)
-            unsup = unsup + self.patch_weight * terms['patch']
-        if self.pixel_weight > 0:
-            ya = contrast_labels(y, lb, self.threshold, self.ignore_index)
-            yb = contrast_labels(y, la, self.threshold, self.ignore_index)
-            terms['pixel'] = pixel_contrast_loss(*c['pixel'], ya, yb, self.max_per_class, self.pixel_temperature, self.ignore_index, keys=GATHER)
-            unsup = unsup + self.pixel_weight * terms['pixel']
-        it = int(self.learn.train_iter)
-        w = self.weight(it)
-        with torch.no_grad():   # rates on the unlabelled items (all items when the batch has none)
-            unl = ~lab if (~lab).any() else torch.ones_like(lab)
-            disagree = (la[unl].argmax(1) != lb[unl].argmax(1)).float().mean()
-            confident = (lb[unl].float().softmax(1).amax(1) >= (self.threshold or 0.)).float().mean()
-        self.set_loss(sup_a + sup_b + w * unsup, terms, weight=w, disagree=disagree, confident=confident)
-        self.last['iter'] = it
-
-    def after_batch(self):
-        self.cache = None
-        m = _unwrap(self.learn.model)
-        m.last_forward, m.bn_groups = None, None
+        terms = dict(patch=(float(patch_weight), PatchContrast(patch_temperature)),
+                     pixel=(float(pixel_weight), PixelContrast(pixel_temperature, threshold, max_per_class, ignore_index)))
+        super().__init__(cps_weight, rampup_iters, cps_threshold, cps_on_labelled, split_bn,
+                         weak=_perturbation(weak, 'weak'), strong=_perturbation(strong, 'strong'), terms=terms, ignore_index=ignore_index)
+        self.patch_weight, self.pixel_weight, self.threshold = float(patch_weight), float(pixel_weight), threshold
 
 # %% ../nbs/15_mscs.ipynb #64c3a5ef
 def _patch_grid_for(dls, depth:int, grid) -> tuple:
@@ -259,7 +209,8 @@ def mscs_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabel
     grid = _patch_grid_for(dls, depth, patch_grid)
     model = MSCSNet(in_ch=in_ch, n_classes=n_classes, base=base, depth=depth, shared_encoder=shared_encoder, ups=ups,
                     feature_perturb=feature_perturb, feature_noise=feature_noise, feature_dropout=feature_dropout,
-                    patch_grid=grid, patch_dim=patch_dim, pixel_dim=pixel_dim)
+                    patch_grid=grid, patch_dim=patch_dim, pixel_dim=pixel_dim,
+                    embed=tuple(k for k, w in (('patch', patch_weight), ('pixel', pixel_weight)) if w > 0))   # only the heads in use
     cb = MSCSConsistency(cps_weight=cps_weight, patch_weight=patch_weight, pixel_weight=pixel_weight, rampup_iters=rampup_iters,
                          threshold=threshold, cps_threshold=cps_threshold, cps_on_labelled=cps_on_labelled, weak=weak,
                          strong=strong, patch_temperature=patch_temperature, pixel_temperature=pixel_temperature,

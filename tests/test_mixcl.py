@@ -69,7 +69,7 @@ def test_identity_only_never_touches_the_dense_and_reconstruction_heads(pool):
     before = {k: v.clone() for k, v in net.state_dict().items() if k.startswith(('dense_head', 'recon_head'))}
     learn = Learner(pool, net, loss_func=zero_loss, lr=1e-2, cbs=[MixCLPretrain(label_weight=0, recon_weight=0)])
     with learn.no_logging(): learn.fit(1)
-    assert net.outputs == ('global',) and before
+    assert learn.mix_cl_pretrain.outputs == ('global',) and net.outputs == ('global', 'dense', 'recon') and before   # asked per call; the default untouched
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
     assert set(learn.mix_cl_pretrain.last) == {'identity', 'loss'}
 

@@ -177,20 +177,19 @@ def test_feature_noise_stays_within_its_range_and_dropout_drops_whole_channels()
 def test_mscsnet_perturbs_stream_b_only_in_training(shared):
     torch.manual_seed(0)
     net = MSCSNet(in_ch=1, n_classes=3, base=8, depth=3, shared_encoder=shared, patch_grid=2, dropout=0.0)
-    net.embed = ('patch', 'pixel')
     x = torch.randn(3, 1, 32, 32)
-    net.train()(x)
-    fa, fb = net.last_forward['bottleneck']
+    out = net.train()(x)                                      # training: everything the losses need, as (a, b) pairs
+    fa, fb = out['bottleneck']
     clean_a = net.encoder_of(0)(x)[-1]
     torch.testing.assert_close(fa, clean_a)                   # stream a: unperturbed features (encoder dropout 0)
     clean_b = net.encoder_of(1)(x)[-1]
     assert not torch.allclose(fb, clean_b)                    # stream b: perturbed
-    assert net.last_forward['patch'][0].shape == (3, 128, 2, 2) and net.last_forward['pixel'][0].shape == (3, 64, 32, 32)
+    assert out['patch'][0].shape == (3, 128, 2, 2) and out['pixel'][0].shape == (3, 64, 32, 32)
     net.eval()
     with torch.no_grad():
         out1, out2 = net(x), net(x)
         la, lb = net.streams(x)
-    assert torch.equal(out1, out2) and net.last_forward is None
+    assert torch.equal(out1, out2) and not any(isinstance(v, torch.Tensor) for v in vars(net).values())
     torch.testing.assert_close(out1, MSCSNet.ensemble(la, lb))
     assert (len(net.encoders) == 1) == shared
 
@@ -204,14 +203,9 @@ def test_two_networks_start_from_different_weights():
 def test_bn_groups_forward_equals_separate_forwards():
     torch.manual_seed(0)
     net = MSCSNet(base=4, depth=2, patch_grid=2, feature_perturb='none', dropout=0.0).train()
-    net.embed = ('patch', 'pixel')
     x = torch.randn(6, 1, 16, 16)
     g = torch.tensor([True, True, False, True, False, False])
-    net.bn_groups = g
-    net(x); grouped = net.last_forward
-    net.bn_groups = None
-    net(x[g]); first = net.last_forward
-    net(x[~g]); second = net.last_forward
+    grouped, first, second = net(x, groups=g), net(x[g]), net(x[~g])
     for k in ('logits', 'patch', 'pixel'):
         for s in (0, 1):
             torch.testing.assert_close(grouped[k][s][g], first[k][s], atol=1e-5, rtol=1e-5)
@@ -231,12 +225,9 @@ class _Spy(torch.nn.Module):
     def __getattr__(self, n):
         try: return super().__getattr__(n)
         except AttributeError: return getattr(self.net, n)
-    def __setattr__(self, n, v):
-        if n in ('embed', 'bn_groups', 'last_forward') and 'net' in self._modules: setattr(self.net, n, v)
-        else: super().__setattr__(n, v)
-    def forward(self, x, x_b=None):
+    def forward(self, x, x_b=None, groups=None):
         self.calls.append((self.training, x.detach().clone(), None if x_b is None else x_b.detach().clone()))
-        return self.net(x, x_b)
+        return self.net(x, x_b, groups)
 
 
 def test_loss_is_the_documented_sum_and_streams_see_weak_and_strong_inputs(dls):
@@ -302,7 +293,7 @@ def test_bad_arguments_are_refused(dls):
     with pytest.raises(ValueError, match='strong'): MSCSConsistency(strong=3)
     learn = Learner(dls, MSCSNet(base=4, depth=3), loss_func=DiceCELoss(), cbs=[MSCSConsistency()])
     learn.model = torch.nn.Conv2d(1, 3, 1)
-    with pytest.raises(ValueError, match='needs an MSCSNet'):
+    with pytest.raises(ValueError, match='needs a two-stream model'):
         with learn.no_logging(): learn.fit(1)
 
 

@@ -121,4 +121,4 @@ def test_loss_decreases_and_encoder_transfers():
     assert any(not torch.equal(sd[k], init[k]) for k in sd)   # pre-training changed the encoder
     fsd = fine.encoder.state_dict()
     assert fsd.keys() == sd.keys() and all(torch.equal(fsd[k], sd[k]) for k in sd)   # fine-tuning starts from it
-    with torch.no_grad(): assert fine(torch.randn(2, 1, 32, 32)).shape == (2, 3, 32, 32)
+    with torch.no_grad(): assert fine.eval()(torch.randn(2, 1, 32, 32)).shape == (2, 3, 32, 32)

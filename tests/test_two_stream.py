@@ -72,15 +72,19 @@ def test_perturb_training_only():
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         ts.eval(); assert torch.equal(ts(x), ts(x))
-        ts.train(); assert not torch.equal(ts.streams(x)[0], ts.streams(x)[0])
+        ts.train(); assert not torch.equal(ts(x)['logits'][0], ts(x)['logits'][0])
     with pytest.raises(ValueError): TwoStreamUNet(perturb=-1)
 
-def test_deepcopy_after_training_forward():
-    ts = TwoStreamUNet(n_classes=2, base=4, depth=2).train()
-    ts(torch.randn(2, 1, 16, 16)).sum()
-    assert ts.last_streams is not None
+def test_training_forward_returns_the_streams_and_keeps_nothing():
+    "Explicit data flow: training returns dict(logits=(a, b)); nothing of the batch is stored on the model."
+    torch.manual_seed(0)
+    ts = TwoStreamUNet(n_classes=2, base=4, depth=2, dropout=0.0).train()
+    before = set(vars(ts))
+    out = ts(torch.randn(2, 1, 16, 16))
+    assert list(out) == ['logits'] and [t.shape for t in out['logits']] == [(2, 2, 16, 16)] * 2
+    assert set(vars(ts)) == before and not any(isinstance(v, torch.Tensor) for v in vars(ts).values())
     c = copy.deepcopy(ts)
-    assert c.last_streams is None
+    assert type(c).__getstate__ is nn.Module.__getstate__   # a plain module: no custom pickling needed
 
 class Keep(Callback):
     "Records, after TwoStreamConsistency.after_loss, what the loss was built from."
@@ -88,7 +92,7 @@ class Keep(Callback):
     def __init__(self, cons): self.cons, self.rows, self.valid = cons, [], []
     def after_loss(self):
         if self.training:
-            la, lb = (s.detach().clone() for s in self.cons.cache)
+            la, lb = (s.detach().clone() for s in self.cons.cache['logits'])
             self.rows.append(dict(it=self.train_iter, la=la, lb=lb, y=self.yb[0].clone(), loss=self.loss_grad.detach().clone(),
                                   logged=self.loss.detach().clone(), pred=self.pred.detach().clone(), last=dict(self.cons.last)))
         else:
@@ -121,7 +125,7 @@ def test_one_epoch_loss_is_sup_plus_ramped_cps(fitted):
         torch.testing.assert_close(r['loss'], sup_a + sup_b + lam * cps, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(r['logged'], r['loss'])
         torch.testing.assert_close(r['last']['cps'], cps, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(r['last']['sup'], sup_a + sup_b, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(r['last']['sup_a'] + r['last']['sup_b'], sup_a + sup_b, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(r['pred'], TwoStreamUNet.ensemble(la, lb), atol=1e-5, rtol=1e-5)
         assert (y[4:] == IGNORE_INDEX).all() and (y[:4] != IGNORE_INDEX).any()   # 4 labelled then 4 unlabelled
     its = [r['it'] for r in keep.rows]
@@ -142,7 +146,7 @@ def test_validation_loss_is_plain(fitted):
     assert val == pytest.approx(sum(t for t, _ in tot) / sum(n for _, n in tot), rel=1e-4)
 
 def test_cps_on_unlabelled_only():
-    learn, cons, keep = _fit(cps_weight=1.0, rampup_iters=0, on_labelled=False, threshold=0.4)
+    learn, cons, keep = _fit(cps_weight=1.0, rampup_iters=0, on_labelled=False, cps_threshold=0.4)
     lf = DiceCELoss()
     r = keep.rows[1]
     la, lb, y = r['la'], r['lb'], r['y']
@@ -203,9 +207,7 @@ def test_bn_groups_normalise_each_group_on_its_own():
     x = torch.randn(5, 1, 32, 32)
     g = torch.tensor([False, True, True, False, True])
     with torch.no_grad():
-        net.bn_groups = g
-        la, lb = net.streams(x)
-        net.bn_groups = None
+        la, lb = net(x, groups=g)['logits']
         ref_l, ref_u = net.streams(x[g]), net.streams(x[~g])
         whole = net.streams(x)
     for s in (0, 1):
@@ -213,17 +215,18 @@ def test_bn_groups_normalise_each_group_on_its_own():
         torch.testing.assert_close((la, lb)[s][~g], ref_u[s], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(la, whole[0], atol=1e-3)
     with torch.no_grad():   # evaluation ignores the groups: running statistics
-        net.eval(); net.bn_groups = g; e1 = net.streams(x)[0]; net.bn_groups = None; e2 = net.streams(x)[0]
+        net.eval(); e1 = net.streams(x, groups=g)[0]; e2 = net.streams(x)[0]
     torch.testing.assert_close(e1, e2, rtol=0, atol=0)
-    net.train(); net.bn_groups = torch.ones(3, dtype=torch.bool)
-    with pytest.raises(ValueError, match='bn_groups'): net.streams(x)
+    net.train()
+    with pytest.raises(ValueError, match=r'\(5,\) bool mask'): net(x, groups=torch.ones(3, dtype=torch.bool))
 
 
 class SeeGroups(Callback):
+    "What the model was called with: its BatchNorm groups are an argument, `xb` = (x_a, x_b, groups)."
     order = 6
     def __init__(self): self.seen = []
     def after_pred(self):
-        if self.training: self.seen.append((self.learn.model.bn_groups.clone(), self.yb[0].clone()))
+        if self.training: self.seen.append((self.learn.xb[2], self.yb[0].clone()))
 
 
 @pytest.mark.parametrize('split_bn', [True, False])
@@ -239,4 +242,3 @@ def test_consistency_callback_sets_groups_from_labelled_items(split_bn):
         for g, y in see.seen:
             assert g.tolist() == [True] * 4 + [False] * 4
             assert g.tolist() == (y != IGNORE_INDEX).flatten(1).any(1).tolist()
-    assert learn.model.bn_groups is None   # cleared after every batch

@@ -1,0 +1,75 @@
+"""Iteration budgets: `--iters` / `--pretrain-iters` give every method's stages exactly that many optimiser steps,
+validated every `--valid-every` steps; `--schedule poly` follows SSL4MIS's curve step by step; `--opt sgd` is SGD
+with momentum 0.9. Bad combinations are refused before any data is read."""
+import math
+import pytest
+import torch
+
+from semicontrast.cli import run_experiment, main
+from semicontrast.method import METHODS, RunContext, valid_cadence, poly_decay
+from semicontrast.data import synthetic_phantoms
+from semicontrast.loaders import Preprocess, supervised_dls, iteration_dl
+from semicontrast.supervised import supervised_learner
+
+ITERS, EVERY, PRE = 4, 2, 3
+
+
+@pytest.mark.parametrize('method', sorted(METHODS))
+def test_every_stage_takes_exactly_the_steps_asked_for(tmp_path, method):
+    m = METHODS[method]
+    kw = dict(pretrain_iters=PRE) if m.pretrains else {}
+    res = run_experiment(method, data='phantom', smoke=True, iters=ITERS, valid_every=EVERY, quiet=True,
+                         out=tmp_path/method, **kw)
+    last = res['stages'][m.stages[-1].name]
+    assert (last['steps'], last['epochs'], last['valid_every']) == (ITERS, ITERS // EVERY, EVERY)
+    assert len(last['history']) == ITERS // EVERY                  # one validation every EVERY steps
+    assert all(r['valid_loss'] is not None for r in last['history'])
+    if m.pretrains:
+        pre = res['stages']['pretrain']
+        assert pre['steps'] == PRE and len(pre['history']) == pre['epochs'] == valid_cadence(PRE)[0]
+    assert res['config']['iters'] == ITERS and res['config']['valid_every'] == EVERY
+
+
+
+def _fit(tmp_path, **cfg):
+    cases = synthetic_phantoms(n=3, shape=(6, 32, 32), seed=0)
+    dls = supervised_dls(cases[:2], cases[2:], Preprocess(size=(32, 32)), bs=4, seed=0)   # 3 batches per pass
+    learn = supervised_learner(dls, 3, base=4, depth=3)
+    ctx = RunContext({}, None, None, dict(dict(out=str(tmp_path), quiet=True, seed=0), **cfg))
+    ctx.fit(learn, 'train', 99, 0.01)                                # the epochs are ignored under an iteration budget
+    return learn
+
+
+def test_poly_schedule_and_sgd_follow_ssl4mis(tmp_path):
+    learn = _fit(tmp_path, iters=7, valid_every=None, schedule='poly', opt='sgd')
+    lrs = [float(v) for v in learn.recorder.lrs]
+    assert len(lrs) == 7 and learn.n_epoch == 7                  # 7 is prime: 7 blocks of 1 step
+    assert lrs == pytest.approx([0.01 * (1 - t / 7) ** 0.9 for t in range(7)], rel=1e-6)
+    pg = learn.opt.hypers[0]
+    assert pg['mom'] == 0.9 and 'sqr_mom' not in pg             # SGD with momentum (Adam would carry sqr_mom)
+    assert poly_decay(1.0)(0.5) == pytest.approx(0.5 ** 0.9)
+
+
+def test_iteration_blocks_are_longer_than_a_pass(tmp_path):
+    "A block of 5 steps when a pass has 3 batches: the budget counts steps, not passes."
+    learn = _fit(tmp_path, iters=10, valid_every=5)
+    assert learn.n_epoch == 2 and len(learn.dls.train) == 5 and len(learn.recorder.lrs) == 10
+
+
+@pytest.mark.parametrize('argv, says', [
+    (['--iters', '100', '--valid-every', '30'], '--valid-every 30 does not divide --iters 100'),
+    (['--valid-every', '10'], 'give it with --iters'),
+    (['--iters', '10', '--epochs', '3'], '--epochs and --iters both size the same stage'),
+    (['--iters', '0'], 'at least one optimiser step'),
+])
+def test_bad_budgets_are_refused_in_one_line(tmp_path, capsys, argv, says):
+    rc = main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(tmp_path/'r')] + argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and len(err.strip().splitlines()) == 1 and not (tmp_path/'r').exists()
+
+def test_pretrain_iters_is_for_pretraining_methods(tmp_path, capsys):
+    rc = main(['run', 'ideal', '--data', 'phantom', '--smoke', '--quiet', '--pretrain-iters', '2', '--pretrain-epochs', '2',
+               '--out', str(tmp_path/'r')])
+    assert rc == 2 and '--pretrain-epochs and --pretrain-iters' in capsys.readouterr().err
+    rc = main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--pretrain-iters', '2', '--out', str(tmp_path/'s')])
+    assert rc == 2 and 'unrecognized arguments: --pretrain-iters' in capsys.readouterr().err
