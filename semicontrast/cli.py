@@ -4,19 +4,20 @@
 
 # %% ../nbs/10_cli.ipynb #fdfb6750
 from __future__ import annotations
-import argparse, contextlib, datetime, os, re, shlex, shutil, sys, tempfile, time
+import argparse, contextlib, datetime, inspect, os, re, shlex, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
 
 from .core import DataError, set_seed, default_device, device_info, package_versions
-from .data import load_dataset, FORMATS
-from .splits import Split, make_split
-from .loaders import auto_preprocess, CT_WINDOW
+from .data import load_dataset, distance_unit, FORMATS
+from .splits import Split, make_split, split_from_lists, LIST_CONVENTION
+from .loaders import auto_preprocess, Preprocess, CT_WINDOW
 from .metrics import evaluate
 from .callbacks import NonFiniteLoss, PRECISIONS
 from .distributed import world_size, is_distributed, init_from_env, rank
 from .method import METHODS, RunContext, valid_cadence
+from .protocols import get_protocol, apply_protocol, load_protocols
 from .report import write_result, write_report
 import semicontrast.learner   # imports every method module, which registers the method (the list of methods lives there)
 
@@ -70,7 +71,9 @@ def _settings(m, smoke:bool, given:dict, options:dict) -> dict:
                epochs=d['epochs'] if g['epochs'] is None else g['epochs'], bs=g['bs'] or d['bs'], lr=g['lr'] or d['lr'],
                base=g['base'] or d['base'], depth=g['depth'] or d['depth'], augment=g['augment'], quiet=g['quiet'],
                out=str(g['out']), resume=bool(g['resume']), precision=g['precision'],
-               iters=g['iters'], valid_every=g['valid_every'], schedule=g['schedule'], opt=g['opt'])
+               iters=g['iters'], valid_every=g['valid_every'], schedule=g['schedule'], opt=g['opt'], test_on=g['test_on'],
+               spacing=_spacing(g['spacing']))
+    cfg['input_size'] = _input_size(g['input_size'], cfg['depth'])
     _check_budget(g, 'epochs', 'iters')
     if g['precision'] not in PRECISIONS: raise DataError(f"--precision {g['precision']!r}: use one of {', '.join(PRECISIONS)}.")
     if m.pretrains:
@@ -101,6 +104,23 @@ def _settings(m, smoke:bool, given:dict, options:dict) -> dict:
                         "unset (all the rest) or give a positive number, or run supervised.")
     return cfg
 
+def _input_size(hw, depth:int):
+    "A checked --size (H, W): two positive multiples of 2**depth (the U-Net pools `depth` times), or None for the automatic policy."
+    if hw is None: return None
+    m = 2 ** int(depth)
+    if len(hw) != 2 or not all(isinstance(v, int) and v > 0 and v % m == 0 for v in hw):
+        raise DataError(f"--size {' '.join(map(str, hw))}: give H W as positive multiples of {m} (the U-Net pools {depth} times), e.g. --size 256 256.")
+    return [int(v) for v in hw]
+
+def _spacing(sp):
+    "A checked (sz, sy, sx) voxel size in mm, or None."
+    if sp is None: return None
+    try: sp = tuple(float(v) for v in sp)
+    except (TypeError, ValueError): sp = ()
+    if len(sp) != 3 or not all(v > 0 for v in sp):
+        raise DataError(f"--spacing {sp or 'given'}: give three positive voxel sizes in mm, SZ,SY,SX (slice axis first), e.g. 5,1.5,1.5.")
+    return list(sp)
+
 def _check_budget(g:dict, epochs:str, iters:str):
     "A stage is sized by epochs or by iterations, not both; an iteration budget is at least one step."
     flag = lambda k: '--' + k.replace('_', '-')
@@ -115,11 +135,28 @@ def _window(window):
     if len(window) != 2 or not window[0] < window[1]: raise DataError(f"--window {window}: give LO,HI with LO < HI, e.g. -160,240.")
     return window
 
+def _apply_spacing(cases:list, spacing) -> str:
+    "Give every case the voxel size `spacing` (mm) when one is given; return the run's distance unit, 'mm' or 'voxel' (one for all cases)."
+    if spacing is not None:
+        own = [c for c in cases if distance_unit(c) == 'mm' and not (c.meta or {}).get('spacing_source')]
+        if own: raise DataError(f"--spacing: case '{own[0].id}' ({own[0].source}) carries its own voxel size; --spacing is for formats "
+                                "that have none (the SSL4MIS h5 files). Leave it out.")
+        for c in cases: c.spacing, c.meta = tuple(spacing), dict(c.meta or {}, spacing_source='--spacing')
+    units = sorted({distance_unit(c) for c in cases})
+    if len(units) > 1:
+        raise DataError("some cases have a voxel size in mm and others none, so their distances cannot be averaged; give --spacing "
+                        "SZ,SY,SX for the ones without, or load one format at a time.")
+    return units[0]
+
 def _load_and_split(m, data, fmt, split_file, cfg:dict, max_cases, window, quiet:bool) -> tuple:
     "Read the data, split it by patient (or reload a split), choose the preprocessing: (cases, info, split, parts, prep)."
     cases, info = load_dataset(data, fmt=fmt)
+    cfg['distance_unit'] = _apply_spacing(cases, cfg.get('spacing'))
     if max_cases and len(cases) > max_cases and split_file is None: cases = cases[:max_cases]
-    if split_file is not None:
+    if split_file == 'lists':   # the dataset's own train / val / test lists (SSL4MIS ACDC, UA-MT left atrium)
+        split = split_from_lists(cases, cfg['labeled'], n_valid=cfg['valid'])
+        cfg['split_convention'] = LIST_CONVENTION
+    elif split_file is not None:
         split = Split.load(split_file); split.check(cases)
     else:
         try: split = make_split(cases, n_labelled=cfg['labeled'], n_valid=cfg['valid'], n_test=cfg['test'],
@@ -136,7 +173,9 @@ def _load_and_split(m, data, fmt, split_file, cfg:dict, max_cases, window, quiet
     if window is not None: intensity = 'window'
     else: window = getattr(info, 'window', None)
     if intensity == 'window' and window is None: window = CT_WINDOW
-    prep = auto_preprocess(cases, intensity=intensity, depth=cfg['depth'], window=window)
+    if cfg.get('input_size'):   # SSL4MIS's policy: every slice zoomed to H x W, predictions zoomed back to each volume's geometry
+        prep = Preprocess(size=tuple(cfg['input_size']), spatial='resize', intensity=intensity, window=window)
+    else: prep = auto_preprocess(cases, intensity=intensity, depth=cfg['depth'], window=window)
     if not quiet:
         print(f"semicontrast run {m.name} on {info.name}: {len(cases)} cases, preprocessing {prep.to_dict()}")
         print(split.summary())
@@ -152,7 +191,7 @@ def run_experiment(method:str='supervised', # a key of `METHODS` (see `semicontr
                    smoke:bool=False, # toy-sized run that checks the pipeline
                    valid=None, test=None, # validation / test patients (int) or fractions
                    unlabeled=None, # unlabelled patients (default: all the rest)
-                   split_file=None, # reuse a saved split instead of drawing one
+                   split_file=None, # reuse a saved split (a split.json) instead of drawing one, or 'lists': the dataset's own lists
                    bs:int=None, lr:float=None, base:int=None, depth:int=None,
                    augment:str='none', # 'none' or 'flip_rot90' (SSL4MIS's random rot90 + flips)
                    pretrain_epochs:int=None, # epochs of a pre-training stage (methods that have one)
@@ -160,17 +199,28 @@ def run_experiment(method:str='supervised', # a key of `METHODS` (see `semicontr
                    pretrain_iters:int=None, # optimiser steps of a pre-training stage, instead of epochs
                    valid_every:int=None, # with `iters`: validate (and checkpoint) every this many steps (default: about 10 times)
                    schedule:str='one_cycle', # learning rate: 'one_cycle' or 'poly' (SSL4MIS: lr * (1 - t/T)^0.9)
+                   spacing=None, # (sz, sy, sx) voxel size in mm for formats that carry none (SSL4MIS h5); else distances are in voxels
+                   input_size=None, # (H, W): zoom every slice to H x W for training and prediction (SSL4MIS: 256 256); None: automatic
+                   test_on:str='last', # weights the test metrics come from: 'last' epoch, or 'best' validation Dice (SSL4MIS)
                    opt:str='adam', # optimiser: 'adam' or 'sgd' (SSL4MIS: momentum 0.9, L2 weight decay)
                    window=None, # (lo, hi) intensity clip, e.g. CT HU (-160, 240); sets intensity='window'
                    device=None, quiet:bool=False, overwrite:bool=False,
                    resume:bool=False, # continue an interrupted run from `out/checkpoints/` (same settings)
                    precision:str='fp32', # 'fp32', or mixed precision 'bf16' / 'fp16' (autocast on the run's device)
                    command:str=None, # the command line, recorded in the card
+                   protocol:str=None, # a named protocol (`semicontrast protocols`): its settings fill those left at their defaults
+                   protocol_record:dict=None, # set by `protocol`: what it applied, recorded in the card
                    **options, # the method's own options (`METHODS[method].options`), e.g. lrc_weight=0.5
                   ) -> dict:
     "Run `method` on `data`: validate, load and split, run the method's stages, evaluate, publish. Returns the result card."
+    if protocol is not None:   # the same call with the protocol's settings where the caller left the defaults
+        args = {k: v for k, v in locals().items() if k in _PARAMS and k not in ('protocol', 'protocol_record', 'options')}
+        args, rec = apply_protocol(get_protocol(protocol), method, args, _DEFAULTS)
+        if not quiet: print(f"protocol {rec['name']}: {rec['summary']}\n  settings {rec['settings']}"
+                            + (f"\n  overridden by the command line: {', '.join(rec['overridden'])}" if rec['overridden'] else ''))
+        return run_experiment(**args, protocol_record=rec, **options)
     t0 = time.time()
-    given = {k: v for k, v in locals().items() if k not in ('t0', 'options', 'command')}
+    given = {k: v for k, v in locals().items() if k not in ('t0', 'options', 'command', 'protocol', 'protocol_record')}
     arguments = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)   # to rerun: run_experiment(**card['arguments'])
                  for k, v in dict(given, **options).items()}
     m = _method(method)
@@ -190,13 +240,16 @@ def run_experiment(method:str='supervised', # a key of `METHODS` (see `semicontr
     try:
         ctx = RunContext(parts, prep, info, cfg, device, stage, method=m)
         result = _run_in(ctx, cases, split, smoke, command, t0, t_load, arguments=arguments,
-                         resumed=dict(checkpoints=[p.name for p in found]) if resume else None)
+                         resumed=dict(checkpoints=[p.name for p in found]) if resume else None, protocol=protocol_record)
         _publish(stage, out)
     finally: shutil.rmtree(stage, ignore_errors=True)
     ckdir = out/'checkpoints'
     for p in ckdir.glob('*.pth'): p.unlink()   # the run is complete: its checkpoints can no longer be resumed
     if ckdir.is_dir() and not any(ckdir.iterdir()): ckdir.rmdir()
     return result
+
+_PARAMS = inspect.signature(run_experiment).parameters   # what a protocol may set, and the defaults it fills
+_DEFAULTS = {k: p.default for k, p in _PARAMS.items() if p.default is not inspect.Parameter.empty}
 
 def _cli_names(msg:str) -> str:
     "A `make_split` message in the command line's words: n_labelled -> --labeled, n_valid -> --valid, ..."
@@ -215,7 +268,7 @@ def _publish(stage:Path, out:Path):
         if p.is_dir() and (out/p.name).is_dir(): shutil.rmtree(out/p.name)
         os.replace(p, out/p.name)
 
-def _run_in(ctx:RunContext, cases, split, smoke, command, t0, t_load, arguments, resumed) -> dict:
+def _run_in(ctx:RunContext, cases, split, smoke, command, t0, t_load, arguments, resumed, protocol=None) -> dict:
     "Run the method's stages, evaluate, and write split.json, the weights, report.html and result.json into `ctx.out`."
     out, m, cfg = ctx.out, ctx.method, ctx.cfg
     split.save(out/'split.json')
@@ -224,22 +277,32 @@ def _run_in(ctx:RunContext, cases, split, smoke, command, t0, t_load, arguments,
     for st in m.stages:
         learn, stages[st.name] = st.run(ctx)
         ctx.learners[st.name] = learn
+    last = m.stages[-1].name
+    best = ctx.best.get(last)   # the best validation epoch of the evaluated stage (its weights in models/)
+    if cfg.get('test_on') == 'best':
+        if best is None: raise DataError(f"--test-on best: the '{last}' stage recorded no validation Dice to choose an epoch by; use --test-on last.")
+        torch.save(learn.model.state_dict(), out/'models'/f'{last}_last.pth')   # the last epoch's weights are kept too
+        learn.model.load_state_dict(torch.load(out/best['file'], weights_only=True))
+    last_file = 'model.pth' if cfg.get('test_on', 'last') == 'last' else f'models/{last}_last.pth'
     model, info, parts, device = learn.model, ctx.info, ctx.parts, ctx.device
     t_train = time.time()
     ev = evaluate(model, parts['test'], ctx.prep, info.n_classes, class_names=info.class_names, device=device)
     t_eval = time.time()
-    torch.save(model.state_dict(), out/'model.pth')
+    torch.save(model.state_dict(), out/'model.pth')   # the weights the test metrics come from (the last epoch's unless --test-on best)
     files = dict(split='split.json', weights='model.pth', report='report.html')
     if (out/'encoder.pth').exists(): files['encoder'] = 'encoder.pth'
+    if best is not None: files['best_weights'] = best['file']
     result = dict(
         semicontrast_result=1, method=m.name, seed=cfg['seed'], smoke=smoke,
         dataset=dict(info.to_dict(), n_cases=len(cases)),
         split=dict(labelled=split.labelled, unlabelled=split.unlabelled, valid=split.valid, test=split.test),
         preprocessing=ctx.prep.to_dict(), config=cfg, stages=stages, history=stages[m.stages[-1].name]['history'],
-        per_case=ev['per_case'], per_class=ev['per_class'], mean=ev['mean'], std=ev['std'],
+        per_case=ev['per_case'], per_class=ev['per_class'], mean=ev['mean'], std=ev['std'], distance_unit=cfg['distance_unit'],
+        checkpoints=dict(last=dict(file=last_file, step=stages[last]['steps']), best=best, test_on=cfg.get('test_on', 'last'), tested='model.pth'),
         versions=package_versions(), device=dict(device_info(device), processes=world_size()),   # processes: torchrun's world size
         timings=dict(load_s=t_load - t0, train_s=t_train - t_load, evaluate_s=t_eval - t_train, total_s=time.time() - t0),
         files=files, command=command, arguments=arguments, created=datetime.datetime.now().isoformat(timespec='seconds'),
+        protocol=protocol,
         resumed=resumed)
     write_report(result, out/'report.html', figures=_case_figures(parts['test'], ev['per_case'], model, ctx.prep, info, device))
     write_result(result, out/'result.json')
@@ -260,7 +323,8 @@ def _case_figures(test_cases, per_case, model, prep, info, device):
 # %% ../nbs/10_cli.ipynb #929b98b8
 def summary_table(result:dict) -> str:
     "A plain-text table of mean ± std Dice, HD95 and ASD per class and overall."
-    rows = [('class', 'Dice', 'HD95 mm', 'ASD mm')]
+    u = result.get('distance_unit', 'mm')   # 'voxel' when the data carries no voxel size
+    rows = [('class', 'Dice', f'HD95 {u}', f'ASD {u}')]
     f = lambda d, m: f"{d[m]['mean']:.3f} ± {d[m]['std']:.3f}" if d.get(m) and d[m].get('mean') is not None else '-'
     for cname, d in result['per_class'].items(): rows.append((str(cname), f(d, 'dice'), f(d, 'hd95'), f(d, 'asd')))
     mm, sd = result['mean'], result['std']
@@ -279,6 +343,11 @@ def _num(s:str):
         try: return float(s)
         except ValueError: raise argparse.ArgumentTypeError(f"'{s}' is not a number")
 
+def _floats(s:str):
+    "'A,B,C' -> a tuple of floats (--spacing)."
+    try: return tuple(float(v) for v in s.split(','))
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r}: give numbers separated by commas, e.g. 5,1.5,1.5") from None
+
 def _pair(s:str):
     "'LO,HI' -> (LO, HI) floats for --window (a leading minus works: --window=-160,240 or --window -160,240)."
     try: lo, hi = (float(v) for v in s.split(','))
@@ -294,13 +363,16 @@ class _Parser(argparse.ArgumentParser):
 def _common(r, pretrains:bool):
     "The protocol's options, the same for every method."
     r.add_argument('--data', default='hippocampus', help="'hippocampus' (embedded, default), 'phantom', or a path")
+    r.add_argument('--protocol', default=None, metavar='NAME',
+                   help="a published protocol's settings for those left at their defaults (list: semicontrast protocols)")
     r.add_argument('--format', dest='fmt', default=None, choices=list(FORMATS),
                    help='reader for a path (default: detected from the folder layout)')
     r.add_argument('--labeled', type=_num, default=None, help='labelled patients (int) or fraction (float)')
     r.add_argument('--unlabeled', type=_num, default=None, help='unlabelled patients (default: all the rest)')
     r.add_argument('--valid', type=_num, default=None, help='validation patients (int) or fraction')
     r.add_argument('--test', type=_num, default=None, help='test patients (int) or fraction')
-    r.add_argument('--split', dest='split_file', default=None, help='reuse a saved split.json')
+    r.add_argument('--split', dest='split_file', default=None,
+                   help="reuse a saved split.json, or 'lists': the dataset's own train/val/test lists (SSL4MIS ACDC, UA-MT left atrium)")
     r.add_argument('--seed', type=int, default=0)
     r.add_argument('--epochs', type=int, default=None,
                    help='training epochs (two-stream methods take the same number of steps as supervised with these epochs)')
@@ -310,12 +382,19 @@ def _common(r, pretrains:bool):
                    help='with --iters: validate and checkpoint every this many steps (must divide --iters; default: about 10 times)')
     r.add_argument('--schedule', default='one_cycle', choices=SCHEDULES,
                    help="learning rate: 'one_cycle' (default) or 'poly' (SSL4MIS: lr * (1 - step/steps)^0.9)")
+    r.add_argument('--test-on', dest='test_on', default='last', choices=('last', 'best'),
+                   help="weights to test: 'last' (default) or 'best' validation Dice (SSL4MIS); both are saved (model.pth, models/)")
     r.add_argument('--opt', default='adam', choices=OPTIMISERS, help="optimiser: 'adam' (default) or 'sgd' (SSL4MIS: momentum 0.9)")
     if pretrains:
         r.add_argument('--pretrain-epochs', dest='pretrain_epochs', type=int, default=None, help='epochs of the pre-training stage')
         r.add_argument('--pretrain-iters', dest='pretrain_iters', type=int, default=None,
                        help='optimiser steps of the pre-training stage instead of epochs')
     r.add_argument('--window', type=_pair, default=None, help='intensity clip LO,HI (e.g. CT HU -160,240); scaled to [0, 1]')
+    r.add_argument('--size', dest='input_size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help='zoom every slice to H x W for training and prediction, mapped back to each volume (SSL4MIS: 256 256); '
+                        'default: pad to the smallest size that holds every slice (resize above 256)')
+    r.add_argument('--spacing', type=_floats, default=None,
+                   help='voxel size SZ,SY,SX in mm for data without one (SSL4MIS h5); without it their distances are in voxels')
     r.add_argument('--bs', type=int, default=None, help='batch size')
     r.add_argument('--lr', type=float, default=None)
     r.add_argument('--base', type=int, default=None, help='U-Net width of the first level (16 SSL4MIS, 48 PCL)')
@@ -343,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True)
     r = sub.add_parser('run', help='train and evaluate a method on a dataset', description='Train and evaluate a method.')
     methods = r.add_subparsers(dest='method', required=True, metavar='METHOD', title='methods')
+    pr = sub.add_parser('protocols', help='list the named protocols of --protocol, or show one with its sources',
+                        description='The named protocols (settings with their sources) that --protocol applies.')
+    pr.add_argument('name', nargs='?', default=None, help='a protocol to show in full')
     for name, m in METHODS.items():
         mp = methods.add_parser(name, help=m.summary, description=m.summary)
         _common(mp, m.pretrains)
@@ -367,6 +449,17 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"semicontrast: error: {_usage_hint(str(e))}", file=sys.stderr)
         return 2
+    if args.command == 'protocols':
+        try: ps = [get_protocol(args.name)] if args.name else list(load_protocols().values())
+        except DataError as e:
+            print(f"semicontrast: error: {e}", file=sys.stderr)
+            return 2
+        if args.name: print(ps[0].describe())
+        else:
+            for p in ps: print(f"{p.name:14} {p.summary}\n{'':14} methods: {', '.join(p.methods) if p.methods else 'any'}; data: {p.data.get('needs')}")
+            print("\nsemicontrast protocols NAME shows one with the source of every setting; apply it with "
+                  "semicontrast run METHOD --data PATH --protocol NAME.")
+        return 0
     kw = {k: v for k, v in vars(args).items() if k != 'command'}
     method = kw.pop('method')
     try:

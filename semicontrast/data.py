@@ -12,9 +12,10 @@ from .core import DataError, IGNORE_INDEX, check_path
 
 # %% auto #0
 __all__ = ['ACDC_CLASSES', 'BTCV_CLASSES', 'LA_CLASSES', 'BRATS_TARGETS', 'BRATS_MODALITIES', 'FORMATS', 'BUILTIN_DATASETS',
-           'Case', 'synthetic_phantoms', 'read_nifti', 'read_msd', 'msd_info', 'hippocampus_path', 'load_hippocampus',
-           'read_acdc', 'read_acdc_h5', 'parse_monuseg_xml', 'rasterise_polygons', 'read_monuseg', 'tile_cases',
-           'read_btcv', 'read_la_h5', 'read_brats', 'DatasetInfo', 'default_intensity', 'detect_format', 'load_dataset']
+           'Case', 'distance_unit', 'synthetic_phantoms', 'read_nifti', 'read_msd', 'msd_info', 'hippocampus_path',
+           'load_hippocampus', 'read_acdc', 'read_acdc_h5', 'parse_monuseg_xml', 'rasterise_polygons', 'read_monuseg',
+           'tile_cases', 'read_btcv', 'read_la_h5', 'read_brats', 'DatasetInfo', 'default_intensity', 'detect_format',
+           'load_dataset']
 
 # %% ../nbs/00a_data.ipynb #b2a2e08a
 def _where(source, id): return f"'{source}'" if source else f"case '{id}'"
@@ -107,6 +108,14 @@ class Case:
         sp = "(" + ", ".join(f"{s:g}" for s in self.spacing) + ")"
         pat = "" if self.patient == self.id else f", patient='{self.patient}'"
         return f"Case('{self.id}', image {tuple(self.image.shape)} float32, {lbl}, spacing {sp}{pat})"
+
+# %% ../nbs/00a_data.ipynb #869c99f4
+def distance_unit(case:Case) -> str:
+    "'mm' when the case's voxel size is physical (read from its file, or stated: meta['spacing_source']); 'voxel' when its format has none."
+    m = case.meta or {}
+    if m.get('spacing_source'): return 'mm'
+    if m.get('spacing_unit') == 'pixel' or m.get('spacing_known') is False: return 'voxel'
+    return 'mm'
 
 # %% ../nbs/00a_data.ipynb #56b941c1
 def _ellipsoid(grid, centre, radii, angle):
@@ -428,7 +437,7 @@ def _read_list(p:Path) -> list:
     return [l.strip().removesuffix('.h5') for l in p.read_text().splitlines() if l.strip()]
 
 def read_acdc_h5(folder, # SSL4MIS ACDC folder: data/, data/slices/, train.list, val.list, test.list
-                 spacing:tuple=(1.0, 1.0, 1.0), # (sz,sy,sx) given to every case: the h5 files carry no spacing
+                 spacing:tuple|None=None, # (sz,sy,sx) in mm for every case; None: unknown (1 per voxel, distances in voxels)
                 ) -> list:
     "Read the SSL4MIS h5 layout of ACDC: one `Case` per volume, meta['list'] from the case lists, meta['spacing_known']=False."
     folder = check_path(folder, 'SSL4MIS ACDC folder', 'dir')
@@ -457,6 +466,7 @@ def read_acdc_h5(folder, # SSL4MIS ACDC folder: data/, data/slices/, train.list,
     cases = []
     for n in names:
         meta = {'format': 'acdc_h5', 'list': lists.get(n), 'spacing_known': False}
+        if spacing is not None: meta['spacing_source'] = 'read_acdc_h5(spacing=...)'   # a physical voxel size, stated by the caller
         fm = re.search(r'_frame(\d+)$', n)
         if fm: meta['frame'] = int(fm[1])
         if n in vols:
@@ -475,7 +485,7 @@ def read_acdc_h5(folder, # SSL4MIS ACDC folder: data/, data/slices/, train.list,
             raise DataError(f"'{src}': label shape {lbl.shape} differs from image shape {img.shape}. Regenerate the h5 file.")
         if lbl is not None: lbl = _check_label_values(lbl, f"'{src}'")
         pm = re.match(r'(patient\d+)', n)
-        cases.append(Case(n, img, lbl, tuple(spacing), source=str(src), patient=pm[1] if pm else n, meta=meta))
+        cases.append(Case(n, img, lbl, tuple(spacing or (1.0, 1.0, 1.0)), source=str(src), patient=pm[1] if pm else n, meta=meta))
     return cases
 
 # %% ../nbs/00a_data.ipynb #900d0d1f
@@ -697,6 +707,7 @@ def read_la_h5(folder, # UA-MT folder: train.list + test.list and one sub-folder
     try: sp = tuple(float(s) for s in spacing)
     except (TypeError, ValueError): sp = ()
     if len(sp) != 3: raise DataError(f"read_la_h5: spacing={spacing!r}; give 3 voxel sizes (sx, sy, sz) in mm.")
+    source = ("the challenge's stated 0.625 mm isotropic resolution" if sp == (0.625, 0.625, 0.625) else 'read_la_h5(spacing=...)')
     lists, list_dir = {}, None
     for d in (root, root.parent):
         if (d/'train.list').exists() or (d/'test.list').exists(): list_dir = d; break
@@ -731,7 +742,7 @@ def read_la_h5(folder, # UA-MT folder: train.list + test.list and one sub-folder
                         " Is it a label map of another dataset, or an image stored as 'label'?")
                 raise DataError(f"'{p}': 'label' holds the value(s) {bad}; left atrium labels are 0 (background) and 1 (left atrium).{hint}")
             lbl = _check_label_values(lbl, f"'{p}'").transpose(2, 1, 0)
-        meta = {'format': 'la_h5', 'list': lists.get(n), 'spacing_known': False, 'modality': 'MRI'}
+        meta = {'format': 'la_h5', 'list': lists.get(n), 'spacing_known': False, 'modality': 'MRI', 'spacing_source': source}
         cases.append(Case(n, img.transpose(2, 1, 0), lbl, (sp[2], sp[1], sp[0]), source=str(p), meta=meta))
     if skipped:
         warnings.warn(f"read_la_h5: {len(skipped)} case(s) without a 'label' dataset left out (e.g. '{skipped[0]}'); "

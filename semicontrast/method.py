@@ -11,7 +11,8 @@ from typing import Callable
 import numpy as np
 import torch
 from fastai.learner import Learner, Metric
-from fastai.callback.schedule import *   # patches fit_one_cycle onto Learner; ParamScheduler, SchedPoly (used by RunContext.fit)
+from fastai.callback.schedule import *   # patches fit_one_cycle onto Learner; ParamScheduler (used by RunContext.fit)
+from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from fastai.callback.progress import *   # progress bars, and Learner.no_bar (used by RunContext.fit when quiet)
 from fastcore.docments import docments
 
@@ -25,7 +26,7 @@ from functools import partial
 
 # %% auto #0
 __all__ = ['CKPT_IGNORE', 'METHODS', 'ForegroundDice', 'with_guard', 'channels_of', 'check_classes', 'check_stage', 'history',
-           'Option', 'learner_options', 'RunContext', 'poly_decay', 'valid_cadence', 'supervised_steps',
+           'Option', 'learner_options', 'KeepBest', 'RunContext', 'poly_decay', 'valid_cadence', 'supervised_steps',
            'two_stream_loaders', 'stage_record', 'Stage', 'Method', 'register']
 
 # %% ../nbs/12_method.ipynb #f3da66fa
@@ -142,6 +143,52 @@ def learner_options(f:Callable, # a learner function whose parameters carry a de
 # %% ../nbs/12_method.ipynb #f1afd540
 CKPT_IGNORE = ('quiet', 'resume', 'out')   # settings that may change between an interrupted run and its --resume
 
+class KeepBest(SaveModelCallback):
+    "fastai's `SaveModelCallback` keeping the weights of the best validation epoch in `FOLDER/models/FNAME.pth`, without loading them at the end: the model keeps its last weights."
+    def __init__(self, monitor:str='fg_dice', # a metric (higher is better) or a loss (lower is better) of the recorder
+                 fname:str='best', # file name under `folder/models`
+                 folder='.'): # the run's folder (the file is published with the run)
+        super().__init__(monitor=monitor, fname=fname)
+        self.best_epoch, self.folder = None, Path(folder)
+
+    @property
+    def file(self) -> str: return f'models/{self.fname}.pth'   # relative to `folder`, as the card records it
+
+    def _save(self, name):
+        (self.folder/'models').mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu() for k, v in self.learn.model.state_dict().items()}, self.folder/self.file)
+
+    def before_fit(self):
+        super().before_fit()
+        self.best_epoch, self._weights = None, None
+
+    def after_epoch(self):
+        if self.learn.epoch < getattr(self.learn, '_resume_epoch', -1): return   # an epoch a resumed run skips (its best is restored)
+        TrackerCallback.after_epoch(self)   # the comparison only: no message, no reload
+        if self.new_best:
+            self._save(self.fname); self.best_epoch = int(self.epoch)
+            self._weights = {k: v.detach().cpu().clone() for k, v in self.learn.model.state_dict().items()}   # for checkpoints
+
+    def after_fit(self):
+        TrackerCallback.after_fit(self)
+        self.steps_per_epoch = len(self.learn.dls.train)   # for `record`, once detached
+
+    def ckpt_state(self) -> dict:
+        "The best value, its epoch and its weights: a resumed run writes them again into its own models/ folder."
+        return {'best': float(self.best), 'best_epoch': self.best_epoch, 'weights': getattr(self, '_weights', None)}
+
+    def load_ckpt_state(self, state:dict):
+        self.best, self.best_epoch, self._weights = state['best'], state['best_epoch'], state.get('weights')
+        if self._weights is not None:
+            (self.folder/'models').mkdir(parents=True, exist_ok=True)
+            torch.save(self._weights, self.folder/self.file)
+
+    def record(self) -> dict:
+        "The best epoch for the result card, after the fit: its file, epoch, optimiser step and monitored value (None without one)."
+        if self.best_epoch is None: return None
+        return dict(file=self.file, epoch=self.best_epoch,
+                    step=(self.best_epoch + 1) * self.steps_per_epoch, **{self.monitor: float(self.best)})
+
 @dataclass
 class RunContext:
     "What a stage receives: the split's parts, preprocessing, dataset info, settings (protocol + options), device, output folder."
@@ -153,6 +200,7 @@ class RunContext:
     out:Path = Path('.')    # the (staging) folder the run writes into
     method:object = None    # the `Method` being run
     learners:dict = field(default_factory=dict)   # stage name -> its trained Learner (filled as the stages run)
+    best:dict = field(default_factory=dict)       # stage name -> its best validation epoch (`KeepBest.record`), for stages with a metric
 
     def learner_kwargs(self) -> dict:
         "The method's options that its learner function takes, at this run's values."
@@ -173,6 +221,9 @@ class RunContext:
         file = Path(cfg['out'])/'checkpoints'/f'{stage}.pth'
         keep = dict({k: v for k, v in cfg.items() if k not in CKPT_IGNORE}, stage=stage)   # what a resume must match
         cbs = [Checkpoint(file, keep)]
+        names = [getattr(m, 'name', '') for m in learn.metrics]
+        kb = KeepBest('fg_dice', f'{stage}_best', self.out) if 'fg_dice' in names and stage != 'pretrain' else None
+        if kb is not None: cbs.append(kb)   # the best validation epoch's weights, beside the last ones
         if cfg.get('precision', 'fp32') != 'fp32': cbs.append(DeviceMixedPrecision(cfg['precision']))
         if cfg.get('resume') and file.exists():
             cbs.append(ResumeFrom(load_checkpoint(file, keep, ignore=CKPT_IGNORE), where=str(file)))
@@ -184,6 +235,7 @@ class RunContext:
             if cfg.get('quiet'):
                 with learn.no_bar(), learn.no_logging(): go()
             else: go()
+        if kb is not None: self.best[stage] = kb.record()
 
 def poly_decay(lr:float, # the learning rate of the first step
                power:float=0.9, # SSL4MIS's exponent

@@ -56,7 +56,7 @@ def _table(header, rows):
     return f'<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>'
 
 def summary_rows(result:dict) -> list:
-    "Rows (class, Dice, HD95 mm, ASD mm) as 'mean ± std' strings from a result card, the overall mean last."
+    "Rows (class, Dice, HD95, ASD) as 'mean ± std' strings from a result card (distances in its `distance_unit`), the overall mean last."
     rows = []
     def ms(d, m):
         d = d.get(m, {}) if d else {}
@@ -84,7 +84,8 @@ def report_html(result:dict, figures:list=None) -> str:
     figs = []
     per_case = result.get('per_case') or {}
     if per_case: figs.append(('Dice per test volume', metric_boxplot(per_case, 'dice')))
-    if per_case: figs.append(('HD95 per test volume (mm)', metric_boxplot(per_case, 'hd95')))
+    u = result.get('distance_unit', 'mm')   # 'voxel' when the data carries no voxel size
+    if per_case: figs.append((f'HD95 per test volume ({u})', metric_boxplot(per_case, 'hd95')))
     stages = result.get('stages') or ({'train': {'history': result['history']}} if result.get('history') else {})
     for name, st in stages.items():   # one training curve per stage, and its loss terms when the method records them
         if st.get('history'): figs.append((f'Stage {name}: training', training_curves(st['history'], title=f'{name}: losses and metrics')))
@@ -112,13 +113,13 @@ def report_html(result:dict, figures:list=None) -> str:
     body = f"""<h1>semicontrast: {_fmt(result.get('method'))} on {_fmt(ds.get('name'))}</h1>
 <div class="meta">{_table(['', ''], meta)}</div>
 <h2>Test volumes: mean ± std over cases</h2>
-<p class="note">Per 3D volume, in the volume's own geometry and voxel spacing (HD95 and ASD in mm); a case is averaged over classes
+<p class="note">Per 3D volume, in the volume's own geometry and voxel spacing (HD95 and ASD in {'mm' if u == 'mm' else 'voxels: the data carries no voxel size (give --spacing for mm)'}); a case is averaged over classes
 before the mean over cases. Empty structures: both empty scores Dice 1 and distance 0; exactly one empty scores Dice 0 and the
 volume's diagonal as distance.</p>
-{_table(['class', 'Dice', 'HD95 (mm)', 'ASD (mm)'], summary_rows(result))}
+{_table(['class', 'Dice', f'HD95 ({u})', f'ASD ({u})'], summary_rows(result))}
 {''.join(parts)}
 <h2>Split (by patient)</h2>{_table(['part', 'cases', 'ids'], split_rows)}
-<h2>Per case</h2>{_table(['case', 'class', 'Dice', 'HD95 (mm)', 'ASD (mm)'], case_rows)}
+<h2>Per case</h2>{_table(['case', 'class', 'Dice', f'HD95 ({u})', f'ASD ({u})'], case_rows)}
 <h2>Configuration</h2>{_table(['option', 'value'], config)}
 <h2>Timings (s)</h2>{_table(['step', 'seconds'], timings)}
 <h2>Versions</h2>{_table(['package', 'version'], versions)}"""

@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .core import DataError
 
 # %% auto #0
-__all__ = ['Split', 'make_split']
+__all__ = ['LIST_CONVENTION', 'Split', 'make_split', 'split_from_lists']
 
 # %% ../nbs/00b_splits.ipynb #a234b422
 _PARTS = ('labelled', 'unlabelled', 'valid', 'test')
@@ -223,3 +223,38 @@ def summary(self:Split, max_ids:int=6) -> str:
 
 @patch
 def __str__(self:Split): return self.summary()
+
+# %% ../nbs/00b_splits.ipynb #c516453a
+LIST_CONVENTION = ("the dataset's own lists: test and validation from test.list / val.list (no val.list: the last training "
+                   "patients), labelled = the first --labeled patients of train.list in sorted order (SSL4MIS), unlabelled = the rest")
+
+def split_from_lists(cases, # `Case`s whose meta['list'] is 'train', 'val' or 'test' (SSL4MIS ACDC h5, UA-MT left atrium)
+                     n_labelled:int, # labelled patients: the first ones of the training list, in sorted order
+                     n_valid=1, # without a val list: training patients held out for validation (int, or fraction of the training patients)
+                    ) -> Split:
+    "The split the dataset ships: its test (and val) lists, the first `n_labelled` training patients labelled, the rest unlabelled."
+    cases = list(cases)
+    if not cases: raise DataError("split_from_lists: no cases given; load a dataset first.")
+    _check_case_ids(cases, 'split_from_lists')
+    lists = {c.id: (c.meta or {}).get('list') for c in cases}
+    stray = sorted(cid for cid, l in lists.items() if l not in ('train', 'val', 'test'))
+    if stray:
+        raise DataError(f"--split lists: {len(stray)} case(s) are in none of the dataset's lists (train/val/test), e.g. {_short(stray, 3)}; "
+                        "this dataset carries no split lists, or they are incomplete. Leave --split out to draw a split by patient.")
+    by_list = {l: sorted({_patient_of(c) for c in cases if lists[c.id] == l}) for l in ('train', 'val', 'test')}
+    both = set(by_list['train']) & (set(by_list['val']) | set(by_list['test']))
+    if both: raise DataError(f"--split lists: patient(s) {_short(sorted(both), 3)} are in the training list and in val/test; fix the lists.")
+    if not by_list['test']: raise DataError("--split lists: the test list is empty; the dataset's lists must name test patients.")
+    train = by_list['train']
+    if isinstance(n_labelled, bool) or not isinstance(n_labelled, numbers.Integral) or not 1 <= n_labelled <= len(train):
+        raise DataError(f"--labeled {n_labelled!r}: with --split lists give a number of patients from 1 to {len(train)} "
+                        "(the size of the training list); SSL4MIS uses 1, 3 or 7 of ACDC's 70, UA-MT 8 or 16 of the atrium's 80.")
+    valid = by_list['val']
+    if not valid:   # no val list: the last training patients, so that the first (labelled) ones stay the published ones
+        nv = _n_patients(n_valid, 'n_valid', len(train), allow_zero=False)
+        if n_labelled + nv > len(train):
+            raise DataError(f"--split lists: {n_labelled} labelled + {nv} validation patients exceed the {len(train)} of the training list.")
+        train, valid = train[:len(train) - nv], train[len(train) - nv:]
+    groups = dict(labelled=set(train[:n_labelled]), unlabelled=set(train[n_labelled:]), valid=set(valid), test=set(by_list['test']))
+    part_ids = {p: sorted(c.id for c in cases if _patient_of(c) in g) for p, g in groups.items()}
+    return Split(**part_ids, seed=None, patients={c.id: _patient_of(c) for c in cases})

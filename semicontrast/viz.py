@@ -547,6 +547,7 @@ def results_table(rows:list, # one dict per run: method, labelled, seed, dice, h
                   paper_label:str='paper (ACDC)', # prefix of the paper's columns: say which dataset the numbers are on
                   text:bool=True, # True: 'mean ± std' strings; False: numeric '<metric> mean' / '<metric> std' columns
                   digits:int=3,
+                  unit:str='mm', # unit of the distances ('voxel' for data without a voxel size: the card's `distance_unit`)
                  ):
     "A pandas DataFrame: mean ± sample std over seeds per (method, labelled) of our runs, the paper's numbers in separate columns."
     import pandas as pd
@@ -555,7 +556,7 @@ def results_table(rows:list, # one dict per run: method, labelled, seed, dice, h
         miss = [k for k in ('method', 'labelled', 'seed', *metrics) if k not in r]
         if miss: raise DataError(f"results_table: row {i} lacks {', '.join(map(repr, miss))}; every row needs method, labelled, seed and {', '.join(metrics)}.")
     keys = list(dict.fromkeys((r['method'], r['labelled']) for r in rows))
-    unit = {'hd95': ' (mm)', 'asd': ' (mm)'}
+    unit = {'hd95': f' ({unit})', 'asd': f' ({unit})'}
     ours_cols = [f'{m}{unit.get(m, "")}, ours' for m in metrics] if text else [f'{m} {s}' for m in metrics for s in ('mean', 'std')]
     out = []
     for meth, lab in keys:
@@ -1131,7 +1132,8 @@ def volume_boxplot(cards:dict, # {(method, seed): result card} (the dicts `run_e
         if not vals: raise DataError(f"volume_boxplot: no result card for method {method!r}; the cards hold {sorted({m for m, _ in cards})}.")
         fig.add_trace(go.Box(y=vals, name=(names or {}).get(method, method), boxpoints='all', jitter=0.4, pointpos=0, text=ids,
                              marker_color=class_color(i + 1), hovertemplate='%{text}<br>' + metric + ' %{y:.3f}<extra></extra>'))
-    unit = ' (mm)' if metric in ('hd95', 'asd') else ''
+    units = sorted({card.get('distance_unit', 'mm') for card in cards.values()})
+    unit = f" ({'/'.join(units)})" if metric in ('hd95', 'asd') else ''   # each card's own unit ('voxel' without a voxel size)
     fig.update_layout(title=f'mean foreground {metric}{unit} per test volume', yaxis_title=metric + unit, height=height,
                       showlegend=False, margin=dict(l=10, r=10, t=50, b=10))
     return fig

@@ -23,6 +23,10 @@ def _same(a, b):
     assert a['per_case'] == b['per_case'] and a['history'] == b['history']
     wa, wb = _weights(a['_dir']/'model.pth'), _weights(b['_dir']/'model.pth')
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ba, bb = a['checkpoints']['best'], b['checkpoints']['best']   # the best validation epoch, even if it was before the kill
+    assert ba == bb and ba is not None
+    wa, wb = _weights(a['_dir']/ba['file']), _weights(b['_dir']/bb['file'])
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def _run(out, **kw):

@@ -2,6 +2,7 @@
 validated every `--valid-every` steps; `--schedule poly` follows SSL4MIS's curve step by step; `--opt sgd` is SGD
 with momentum 0.9. Bad combinations are refused before any data is read."""
 import math
+import numpy as np
 import pytest
 import torch
 
@@ -35,7 +36,7 @@ def _fit(tmp_path, **cfg):
     cases = synthetic_phantoms(n=3, shape=(6, 32, 32), seed=0)
     dls = supervised_dls(cases[:2], cases[2:], Preprocess(size=(32, 32)), bs=4, seed=0)   # 3 batches per pass
     learn = supervised_learner(dls, 3, base=4, depth=3)
-    ctx = RunContext({}, None, None, dict(dict(out=str(tmp_path), quiet=True, seed=0), **cfg))
+    ctx = RunContext({}, None, None, dict(dict(out=str(tmp_path), quiet=True, seed=0), **cfg), out=tmp_path)
     ctx.fit(learn, 'train', 99, 0.01)                                # the epochs are ignored under an iteration budget
     return learn
 
@@ -73,3 +74,22 @@ def test_pretrain_iters_is_for_pretraining_methods(tmp_path, capsys):
     assert rc == 2 and '--pretrain-epochs and --pretrain-iters' in capsys.readouterr().err
     rc = main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--pretrain-iters', '2', '--out', str(tmp_path/'s')])
     assert rc == 2 and 'unrecognized arguments: --pretrain-iters' in capsys.readouterr().err
+
+
+def test_best_validation_epoch_is_kept_beside_the_last(tmp_path):
+    "The card records both checkpoints and which one was tested; the best file holds the weights of the best validation Dice."
+    res = run_experiment('supervised', data='phantom', smoke=True, iters=6, valid_every=1, quiet=True, out=tmp_path/'last')
+    ck, hist = res['checkpoints'], res['stages']['train']['history']
+    dice = [h['fg_dice'] for h in hist]
+    assert ck['test_on'] == 'last' and ck['last'] == dict(file='model.pth', step=6)
+    assert ck['best']['epoch'] == int(np.argmax(dice)) and ck['best']['fg_dice'] == pytest.approx(max(dice))
+    assert ck['best']['step'] == ck['best']['epoch'] + 1 and (tmp_path/'last'/ck['best']['file']).is_file()
+    best = run_experiment('supervised', data='phantom', smoke=True, iters=6, valid_every=1, quiet=True, out=tmp_path/'best', test_on='best')
+    cb = best['checkpoints']
+    assert cb['test_on'] == 'best' and cb['best'] == ck['best']                          # the same run, the same best epoch
+    tested = torch.load(tmp_path/'best'/'model.pth', weights_only=True)
+    kept = torch.load(tmp_path/'best'/cb['best']['file'], weights_only=True)
+    assert all(torch.equal(tested[k], kept[k]) for k in tested)                          # model.pth is the best epoch's
+    last = torch.load(tmp_path/'best'/cb['last']['file'], weights_only=True)
+    ref = torch.load(tmp_path/'last'/'model.pth', weights_only=True)
+    assert all(torch.equal(last[k], ref[k]) for k in ref)                                # and the last epoch's are kept

@@ -86,7 +86,7 @@ def test_help_lists_the_methods_own_options(name):
 
 METHOD_MODULES = {m.stages[0].run.__module__.rsplit('.', 1)[-1] for m in METHODS.values()} - {'supervised'}
 LAYERS = [
-    {'core'}, {'data', 'splits', 'augment'}, {'loaders'}, {'superpixels'}, {'models', 'losses', 'metrics', 'viz'}, {'heads'},
+    {'core'}, {'data', 'splits', 'augment', 'protocols'}, {'loaders'}, {'superpixels'}, {'models', 'losses', 'metrics', 'viz'}, {'heads'},
     {'distributed'}, {'callbacks', 'checkpoint'}, {'method'}, {'supervised'},
     METHOD_MODULES,   # every module that registers a method (found through the registry); each draws with viz (`show`)
     {'learner'}, {'report'}, {'cli'},
