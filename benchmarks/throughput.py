@@ -18,7 +18,6 @@ A projection is arithmetic on measured step costs, not a run: it says how long t
 import argparse, gc, resource, time
 import numpy as np
 import torch
-import torch.nn.functional as F
 from fastai.callback.core import Callback, CancelValidException
 
 from semicontrast.core import set_seed
@@ -110,8 +109,8 @@ del reg; gc.collect()
 print(f'\n2. one training step (mean of {a.steps} after a warm-up), data loading excluded')
 kw = dict(base=a.base, depth=4)
 pb = a.pretrain_bs
-step_time('(warm-up, not counted)', lambda: ideal_learner(tl(), K, stage='finetune', **kw))   # the first large step pays the
-# allocator's page faults (measured: the first two-stream method timed was 1.3x slower than the same method timed again)
+step_time('(warm-up, not counted)', lambda: ideal_learner(tl(), K, stage='finetune', **kw))   # measured: the first large
+# two-stream step timed in a process was about 1.3x slower than the same method timed again later (cause not measured)
 steps = {'supervised': step_time('supervised', lambda: supervised_learner(sup(), K, **kw))}
 steps['ideal finetune'] = step_time('ideal finetune', lambda: ideal_learner(tl(), K, stage='finetune', **kw))
 steps['mscs'] = step_time('mscs', lambda: mscs_learner(tl(), K, **kw))
