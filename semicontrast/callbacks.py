@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 from fastai.callback.core import Callback
-from .core import IGNORE_INDEX
+from .core import IGNORE_INDEX, class_map
 from .losses import cross_pseudo_loss, sigmoid_rampup
 from .viz import panel_row
 
@@ -170,7 +170,7 @@ class TwoStreamConsistency(LossTerms):
         w = self.weight(it)
         with torch.no_grad():   # how often the streams disagree on the unlabelled items (all items when the batch has none)
             unl = ~lab if (~lab).any() else torch.ones_like(lab)
-            rates['disagree'] = (la[unl].argmax(1) != lb[unl].argmax(1)).float().mean()
+            rates['disagree'] = (class_map(la[unl]) != class_map(lb[unl])).float().mean()
         self.set_loss(sup_a + sup_b + w * unsup, terms, weight=w, **rates)
         self.last['iter'] = it
 

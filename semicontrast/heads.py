@@ -59,6 +59,13 @@ class DenseProjectionHead(nn.Module):
         _check_map(x, self.c_in, type(self).__name__)
         return F.normalize(self.proj(self.pool(x)), dim=1, eps=1e-6)
 
+    def rows(self, f):
+        "The head on feature vectors `f` (n, c_in), e.g. pixels sampled from a map: (n, d_out), unit L2 norm. Without pooling or BatchNorm, equal to `forward` at those locations."
+        if self.pool_to is not None: raise ValueError("rows() applies the head location by location; a head with pool_to mixes locations.")
+        if f.ndim != 2 or f.shape[1] != self.c_in: raise ValueError(f"rows() takes (n, {self.c_in}) feature vectors, got {tuple(f.shape)}.")
+        return F.normalize(self.proj(f[:, :, None, None])[:, :, 0, 0], dim=1, eps=1e-6)
+
+
 # %% ../nbs/03_heads.ipynb #ea817ed6
 class GlobalProjectionHead(nn.Module):
     "Global head: average-pool (B, c_in, H, W) -> Linear -> ReLU -> Linear -> L2-norm, giving (B, d_out)."

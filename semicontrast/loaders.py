@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, ConcatDataset
 from fastcore.basics import patch
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
-from .core import IGNORE_INDEX, DataError
+from .core import IGNORE_INDEX, DataError, class_map
 
 # %% auto #0
 __all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'supervised_dls', 'TwoStreamDL', 'two_stream_dls',
@@ -133,12 +133,12 @@ def logits_to_volume(self:Preprocess, logits, spatial_shape, chunk:int=16) -> np
     if self.spatial == 'pad':
         (oy, my), (ox, mx) = _plan(H, self.size[0]), _plan(W, self.size[1])
         for s in range(0, Z, chunk):
-            out[s:s+chunk, oy, ox] = t[s:s+chunk, :, my, mx].argmax(1).to(torch.uint8).cpu().numpy()
+            out[s:s+chunk, oy, ox] = class_map(t[s:s+chunk, :, my, mx]).to(torch.uint8).cpu().numpy()
     else:
         for s in range(0, Z, chunk):
             r = t[s:s+chunk].float()
             if tuple(r.shape[-2:]) != (H, W): r = F.interpolate(r, size=(H, W), mode='bilinear', align_corners=False)
-            out[s:s+chunk] = r.argmax(1).to(torch.uint8).cpu().numpy()
+            out[s:s+chunk] = class_map(r).to(torch.uint8).cpu().numpy()
     return out
 
 @patch

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import IGNORE_INDEX
+from .core import IGNORE_INDEX, class_map
 
 # %% auto #0
 __all__ = ['LOCAL', 'Keys', 'soft_dice_loss', 'DiceCELoss', 'fp32_logits', 'DenseInfoNCE', 'info_nce', 'cross_pseudo_loss',
@@ -87,7 +87,7 @@ def soft_dice_loss(logits, # (B, K, H, W) raw scores (any float dtype; computed 
     dims = (0,) + tuple(range(2, logits.ndim))
     inter, psum, gsum = (p * g).sum(dims), p.sum(dims), g.sum(dims)
     dice = (2 * inter + smooth) / (psum + gsum + smooth)                          # (K,)
-    hard = F.one_hot(logits.detach().argmax(1), K).movedim(-1, 1) * m.bool()
+    hard = F.one_hot(class_map(logits.detach()), K).movedim(-1, 1) * m.bool()
     counted = (gsum > 0) | hard.flatten(2).any(-1).any(0)
     first = 0 if include_background else 1
     counted, dice = counted[first:], dice[first:]
@@ -121,7 +121,7 @@ class DiceCELoss(nn.Module):
         return loss
 
     def activation(self, x): return F.softmax(_plain(x).float(), dim=1)
-    def decodes(self, x): return _plain(x).argmax(dim=1)
+    def decodes(self, x): return class_map(_plain(x))
     def extra_repr(self):
         return f"ce_weight={self.ce_weight}, dice_weight={self.dice_weight}, ignore_index={self.ignore_index}, include_background={self.include_background}"
 
@@ -568,6 +568,7 @@ def pixel_contrast_loss(ea, # (B,D,H,W) pixel embeddings of stream a
                         ignore_index:int=IGNORE_INDEX,
                         generator=None,
                         keys:Keys=LOCAL, # where the other samples come from (`distributed.GATHER`: every process)
+                        project=None, # a map (n,C) -> (n,D) applied to the sampled pixels only (e.g. `DenseProjectionHead.rows`); `ea`, `eb` are then (B,C,H,W) features
                        ) -> torch.Tensor:
     "SupCon over up to M sampled pixels per class from each stream, both streams' samples in one set (fp32 scalar)."
     ea, eb = _plain(ea), _plain(eb)
@@ -580,7 +581,9 @@ def pixel_contrast_loss(ea, # (B,D,H,W) pixel embeddings of stream a
     for e, l in ((ea, labels_a), (eb, labels_b)):
         l = _plain(l)
         i = sample_class_pixels(l, max_per_class, ignore_index, generator).to(e.device)
-        zs.append(e.flatten(2)[i // HW, :, i % HW])   # (n, D): gathers the sampled pixels only, no copy of the whole map
+        z = e.flatten(2)[i // HW, :, i % HW]   # (n, D): gathers the sampled pixels only, no copy of the whole map
+        zs.append(z if project is None else project(z))
+
         ys.append(l.reshape(-1).to(e.device)[i].long())
     return keys.attach(supcon_loss(torch.cat(zs), torch.cat(ys), temperature, keys=keys), ea, eb)
 

@@ -16,7 +16,7 @@ from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from fastai.callback.progress import *   # progress bars, and Learner.no_bar (used by RunContext.fit when quiet)
 from fastcore.docments import docments
 
-from .core import IGNORE_INDEX, DataError
+from .core import IGNORE_INDEX, DataError, class_map
 from .callbacks import FiniteLoss, DeviceMixedPrecision
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .distributed import distrib_fit
@@ -31,30 +31,59 @@ __all__ = ['CKPT_IGNORE', 'METHODS', 'ForegroundDice', 'with_guard', 'channels_o
 
 # %% ../nbs/12_method.ipynb #f3da66fa
 class ForegroundDice(Metric):
-    "Dice per foreground class accumulated over all validation pixels (2D slices), then averaged over classes."
-    def __init__(self, n_classes:int, ignore_index:int=IGNORE_INDEX, name:str='fg_dice'):
-        self.n_classes, self.ignore_index, self._name = n_classes, ignore_index, name
+    "Validation Dice of the foreground classes: per patient volume, averaged over classes then volumes (SSL4MIS's validation), or pooled over all pixels."
+    def __init__(self, n_classes:int, ignore_index:int=IGNORE_INDEX, name:str='fg_dice',
+                 per_volume:bool=True, # one Dice per validation volume (the cases of `SliceDataset.index`), then their mean; False: pooled
+                ):
+        self.n_classes, self.ignore_index, self._name, self.per_volume = n_classes, ignore_index, name, bool(per_volume)
         self.reset()
     def reset(self):
-        self.inter = torch.zeros(self.n_classes, dtype=torch.float64)
-        self.total = torch.zeros(self.n_classes, dtype=torch.float64)
+        self.counts, self.seen = {}, 0   # case id (None: pooled) -> [intersections, sums] per class (float64)
+
+    def _cases(self, dl, n:int):
+        "The case id of each of the next `n` validation items: from the dataset's `index` when the loader keeps its order, else None."
+        start, self.seen = self.seen, self.seen + n
+        index = getattr(getattr(dl, 'dataset', None), 'index', None)
+        if not self.per_volume or index is None or getattr(dl, 'shuffle', False): return None
+        return [index[i][0] for i in range(start, min(start + n, len(index)))]
+
     def accumulate(self, learn):
         pred = learn.pred[0] if isinstance(learn.pred, (tuple, list)) else learn.pred
-        self.update(pred.argmax(1), learn.yb[0])
-    def update(self, pred:torch.Tensor, target:torch.Tensor):
-        "Add a batch of hard predictions `pred` and targets `target`, both (B,H,W) integer tensors."
+        y = learn.yb[0]
+        cases = self._cases(learn.dl, len(y))
+        self.update(class_map(pred), y, cases if cases is not None and len(cases) == len(y) else None)
+
+    def update(self, pred:torch.Tensor, target:torch.Tensor, cases=None):
+        "Add a batch of hard predictions `pred` and targets `target`, both (B,H,W) integer tensors; `cases`: the case id of each item (None: pooled)."
         valid = target != self.ignore_index
+        inter = torch.zeros(len(target), self.n_classes, dtype=torch.float64)
+        total = torch.zeros_like(inter)
         for c in range(1, self.n_classes):
-            p, t = (pred == c) & valid, (target == c) & valid
-            self.inter[c] += (p & t).sum().item()
-            self.total[c] += p.sum().item() + t.sum().item()
+            p, t = ((pred == c) & valid).flatten(1), ((target == c) & valid).flatten(1)
+            inter[:, c] = (p & t).sum(1).double().cpu(); total[:, c] = (p.sum(1) + t.sum(1)).double().cpu()
+        keys = [None] * len(target) if cases is None else list(cases)
+        for k in dict.fromkeys(keys):
+            m = torch.tensor([kk == k for kk in keys])
+            acc = self.counts.setdefault(k, [torch.zeros(self.n_classes, dtype=torch.float64) for _ in range(2)])
+            acc[0] += inter[m].sum(0); acc[1] += total[m].sum(0)
+
     @property
     def per_class(self) -> list:
-        "Dice of each foreground class (NaN for a class absent from both prediction and target)."
-        return [(2 * self.inter[c] / self.total[c]).item() if self.total[c] > 0 else float('nan')
-                for c in range(1, self.n_classes)]
+        "Dice of each foreground class pooled over every validation pixel (NaN for a class absent from both prediction and target)."
+        inter = sum((a[0] for a in self.counts.values()), torch.zeros(self.n_classes, dtype=torch.float64))
+        total = sum((a[1] for a in self.counts.values()), torch.zeros(self.n_classes, dtype=torch.float64))
+        return [(2 * inter[c] / total[c]).item() if total[c] > 0 else float('nan') for c in range(1, self.n_classes)]
+
+    @property
+    def per_volume_dice(self) -> dict:
+        "{case id: [Dice of each foreground class]} over that volume's slices (absent from both: 1; from one: 0)."
+        return {k: [(2 * i[c] / t[c]).item() if t[c] > 0 else 1.0 for c in range(1, self.n_classes)]
+                for k, (i, t) in self.counts.items() if k is not None}
+
     @property
     def value(self):
+        vols = self.per_volume_dice if self.per_volume else {}
+        if vols: return float(np.mean([np.mean(v) for v in vols.values()]))
         vals = [v for v in self.per_class if not math.isnan(v)]
         return float(np.mean(vals)) if vals else float('nan')
     @property

@@ -76,7 +76,8 @@ class MSCSNet(nn.Module):
         out['logits'] = tuple(out['logits'])
         if 'patch' in self.embed:
             self._check_grid(fa[-1]); out['patch'] = (self.patch_head(fa[-1]), self.patch_head(fb[-1]))
-        if 'pixel' in self.embed: out['pixel'] = tuple(self.pixel_head(d) for d in decs)
+        if 'pixel' in self.embed:   # the last decoder features; the pixel term projects only the pixels it samples
+            out['pixel'], out['pixel_head'] = tuple(decs), self.pixel_head.rows
         return out
 
     def streams(self, x, x_b=None, groups=None) -> tuple:
@@ -141,7 +142,8 @@ class PixelContrast:
         la, lb = out['logits']
         ya = contrast_labels(y, lb, self.threshold, self.ignore_index)   # stream a's pixels, labelled by b where unknown
         yb = contrast_labels(y, la, self.threshold, self.ignore_index)
-        return pixel_contrast_loss(*out['pixel'], ya, yb, self.max_per_class, self.temperature, self.ignore_index, keys=GATHER)
+        return pixel_contrast_loss(*out['pixel'], ya, yb, self.max_per_class, self.temperature, self.ignore_index, keys=GATHER,
+                                   project=out.get('pixel_head'))   # features + head: the head runs on the sampled pixels only
 
     def rates(self, out, y) -> dict:
         "confident: the share of unlabelled pixels (all pixels when the batch has none) whose stream-b pseudo-label passes `threshold`."

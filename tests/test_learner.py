@@ -8,6 +8,7 @@ from semicontrast.core import IGNORE_INDEX, DataError, set_seed
 from semicontrast.data import synthetic_phantoms
 from semicontrast.loaders import Preprocess, supervised_dls, two_stream_dls
 from semicontrast.learner import ForegroundDice, supervised_learner, history
+from fastai.data.core import DataLoaders
 
 
 def ref_fg_dice(preds, targets, n_classes, ignore=IGNORE_INDEX):
@@ -102,3 +103,28 @@ def test_library_never_imports_torchvision_and_losses_never_import_fastai():
     code = ("import sys; import semicontrast.losses, semicontrast.metrics; "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'fastai']; assert not bad, bad")
     subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_validation_dice_is_per_volume(phantom_dls):
+    "The learner's validation metric equals a by-hand mean over the validation volumes of their per-class Dice (cases span batches)."
+    cases, dls = phantom_dls
+    vd = dls.valid.new(bs=3)   # 8 slices per case: batches of 3 cut through the cases
+    learn = supervised_learner(DataLoaders(dls.train, vd), n_classes=3)
+    learn.fit(1, 1e-2)
+    got = learn.validate()[1]
+    learn.model.eval()
+    ds = vd.dataset
+    with torch.no_grad(): pred = learn.model(ds.x).argmax(1)
+    by_case = {}
+    for i, (cid, _) in enumerate(ds.index): by_case.setdefault(cid, []).append(i)
+    dices = []
+    for cid, rows in by_case.items():
+        p, t = pred[rows], ds.y[rows].long()
+        per = []
+        for c in (1, 2):
+            inter = int(((p == c) & (t == c)).sum()); tot = int((p == c).sum() + (t == c).sum())
+            per.append(2 * inter / tot if tot else 1.0)
+        dices.append(per)
+    assert len(by_case) == 2 and got == pytest.approx(np.mean([np.mean(d) for d in dices]), abs=1e-6)
+    vols = learn.metrics[0].per_volume_dice   # each volume's own Dice, not a share of a pooled count
+    assert list(vols) == list(by_case) and np.allclose([vols[c] for c in by_case], dices, atol=1e-9)

@@ -184,7 +184,8 @@ def test_mscsnet_perturbs_stream_b_only_in_training(shared):
     torch.testing.assert_close(fa, clean_a)                   # stream a: unperturbed features (encoder dropout 0)
     clean_b = net.encoder_of(1)(x)[-1]
     assert not torch.allclose(fb, clean_b)                    # stream b: perturbed
-    assert out['patch'][0].shape == (3, 128, 2, 2) and out['pixel'][0].shape == (3, 64, 32, 32)
+    assert out['patch'][0].shape == (3, 128, 2, 2) and out['pixel'][0].shape == (3, net.widths[0], 32, 32)   # decoder features
+    assert out['pixel_head'](out['pixel'][0][:, :, 0, 0]).shape == (3, 64)   # the head, for the sampled pixels
     net.eval()
     with torch.no_grad():
         out1, out2 = net(x), net(x)
