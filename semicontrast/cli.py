@@ -22,8 +22,8 @@ from .report import write_result, write_report
 import semicontrast.learner   # imports every method module, which registers the method (the list of methods lives there)
 
 # %% auto #0
-__all__ = ['SIZES', 'AUGMENTS', 'SCHEDULES', 'OPTIMISERS', 'OUTPUTS', 'run_experiment', 'summary_table', 'UsageError',
-           'build_parser', 'main', 'torchrun_main']
+__all__ = ['SIZES', 'AUGMENTS', 'GRAD_SYNCS', 'SCHEDULES', 'OPTIMISERS', 'OUTPUTS', 'run_experiment', 'summary_table',
+           'UsageError', 'build_parser', 'main', 'torchrun_main']
 
 # %% ../nbs/10_cli.ipynb #f1e43a04
 SIZES = {
@@ -33,6 +33,7 @@ SIZES = {
                   pretrain_epochs=10, pretrain_bs=32, pretrain_lr=1e-3),
 }
 AUGMENTS = ('none', 'flip_rot90')
+GRAD_SYNCS = ('ddp', 'allreduce')   # gradient averaging under torchrun (`distributed.DDPTrainer`)
 SCHEDULES = ('one_cycle', 'poly')   # learning-rate schedules: fastai's one cycle (default), SSL4MIS's polynomial decay
 OPTIMISERS = ('adam', 'sgd')        # Adam (default), or SSL4MIS's SGD with momentum 0.9 and L2 weight decay
 
@@ -70,10 +71,13 @@ def _settings(m, smoke:bool, given:dict, options:dict) -> dict:
                test=d['test'] if g['test'] is None else g['test'], unlabeled=g['unlabeled'],
                epochs=d['epochs'] if g['epochs'] is None else g['epochs'], bs=g['bs'] or d['bs'], lr=g['lr'] or d['lr'],
                base=g['base'] or d['base'], depth=g['depth'] or d['depth'], augment=g['augment'], quiet=g['quiet'],
-               out=str(g['out']), resume=bool(g['resume']), precision=g['precision'],
+               out=str(g['out']), resume=bool(g['resume']), precision=g['precision'], grad_sync=g['grad_sync'],
                iters=g['iters'], valid_every=g['valid_every'], schedule=g['schedule'], opt=g['opt'], test_on=g['test_on'],
                spacing=_spacing(g['spacing']))
     cfg['input_size'] = _input_size(g['input_size'], cfg['depth'])
+    cfg['crop'] = _input_size(g['crop'], cfg['depth'], '--crop')
+    if g['grad_sync'] not in GRAD_SYNCS: raise DataError(f"--grad-sync {g['grad_sync']!r}: use one of {', '.join(GRAD_SYNCS)}.")
+
     _check_budget(g, 'epochs', 'iters')
     if g['precision'] not in PRECISIONS: raise DataError(f"--precision {g['precision']!r}: use one of {', '.join(PRECISIONS)}.")
     if m.pretrains:
@@ -104,12 +108,12 @@ def _settings(m, smoke:bool, given:dict, options:dict) -> dict:
                         "unset (all the rest) or give a positive number, or run supervised.")
     return cfg
 
-def _input_size(hw, depth:int):
-    "A checked --size (H, W): two positive multiples of 2**depth (the U-Net pools `depth` times), or None for the automatic policy."
+def _input_size(hw, depth:int, flag:str='--size'):
+    "A checked --size (or --crop) (H, W): two positive multiples of 2**depth (the U-Net pools `depth` times), or None for the automatic policy."
     if hw is None: return None
     m = 2 ** int(depth)
     if len(hw) != 2 or not all(isinstance(v, int) and v > 0 and v % m == 0 for v in hw):
-        raise DataError(f"--size {' '.join(map(str, hw))}: give H W as positive multiples of {m} (the U-Net pools {depth} times), e.g. --size 256 256.")
+        raise DataError(f"{flag} {' '.join(map(str, hw))}: give H W as positive multiples of {m} (the U-Net pools {depth} times), e.g. {flag} 256 256.")
     return [int(v) for v in hw]
 
 def _spacing(sp):
@@ -207,6 +211,8 @@ def run_experiment(method:str='supervised', # a key of `METHODS` (see `semicontr
                    device=None, quiet:bool=False, overwrite:bool=False,
                    resume:bool=False, # continue an interrupted run from `out/checkpoints/` (same settings)
                    precision:str='fp32', # 'fp32', or mixed precision 'bf16' / 'fp16' (autocast on the run's device)
+                   grad_sync:str='ddp', # under torchrun: 'ddp' (torch DistributedDataParallel) or 'allreduce' (one all-reduce after backward)
+                   crop=None, # (H, W): train on random H x W crops of the slices (validation and prediction on whole slices)
                    command:str=None, # the command line, recorded in the card
                    protocol:str=None, # a named protocol (`semicontrast protocols`): its settings fill those left at their defaults
                    protocol_record:dict=None, # set by `protocol`: what it applied, recorded in the card
@@ -408,6 +414,11 @@ def _common(r, pretrains:bool):
     r.add_argument('--precision', default='fp32', choices=PRECISIONS,
                    help='fp32 (default) or mixed precision bf16/fp16; contrastive logits stay fp32')
     r.add_argument('--resume', action='store_true', help='continue an interrupted run from --out/checkpoints (same command otherwise)')
+    r.add_argument('--grad-sync', dest='grad_sync', default='ddp', choices=GRAD_SYNCS,
+                   help="under torchrun: 'ddp' (default: DistributedDataParallel, bucketed and overlapped with backward) or 'allreduce'")
+    r.add_argument('--crop', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help='train on random H x W crops of the model-size slices (each divisible by 2**depth); validate and predict on whole slices')
+
 
 def _add_option(g, o):
     "One registry `Option` as a command-line flag; its default stays in the registry (None here means 'not given')."

@@ -139,9 +139,9 @@ def shard_dl(dl, # a fastai `DataLoader`
     return new
 
 class DDPTrainer(Callback):
-    "Data-parallel fit over the initialised process group: loaders sharded by rank (`shard_dl`), gradients averaged over ranks ('allreduce' or torch 'ddp')."
+    "Data-parallel fit over the initialised process group: training loader sharded by rank (`shard_dl`), gradients averaged over ranks (torch 'ddp' or 'allreduce'), validation whole on every rank."
     order = 11   # after the method callbacks' before_fit (order 5), which look at the bare model
-    def __init__(self, mode:str='allreduce', # 'allreduce' (any model) or 'ddp' (torch DistributedDataParallel)
+    def __init__(self, mode:str='ddp', # 'ddp' (torch DistributedDataParallel) or 'allreduce' (one all-reduce of every gradient after backward)
                  find_unused_parameters:bool=False, # passed to DDP (mode='ddp')
                  reseed:bool=True, # offset the torch RNG of ranks > 0 so that their random augmentations differ
                 ):
@@ -161,14 +161,14 @@ class DDPTrainer(Callback):
             self.learn.model = DistributedDataParallel(m, device_ids=[dev.index] if dev.type == 'cuda' else None,
                                                        find_unused_parameters=self.find_unused_parameters)
         self.old_dls = list(self.dls.loaders)
-        self.learn.dls.loaders = [self._wrap(dl) for dl in self.dls.loaders]
+        self.learn.dls.loaders = [self._wrap(self.dls.loaders[0])] + self.old_dls[1:]   # training data sharded; validation whole on every rank
         if rank() > 0:
             self.learn.logger = lambda *a, **k: None
             if self.reseed: torch.manual_seed((torch.initial_seed() + 1_000_003 * rank()) % 2**63)
 
     def _wrap(self, dl): return shard_dl(dl)
     def before_train(self): self.learn.dl = self._wrap(self.learn.dl)
-    def before_validate(self): self.learn.dl = self._wrap(self.learn.dl)
+    # validation is not sharded: every rank scores the whole validation set, so every rank keeps the same best epoch
 
     def after_backward(self):
         if self.mode != 'allreduce': return
@@ -198,7 +198,7 @@ class DDPTrainer(Callback):
 # %% ../nbs/11_distributed.ipynb #8eaefd81
 @contextlib.contextmanager
 def distrib_fit(learn, # a fastai `Learner`
-                mode:str='allreduce', # see `DDPTrainer`
+                mode:str='ddp', # 'ddp' or 'allreduce' (see `DDPTrainer`)
                ):
     "Context manager: `learn` trains data-parallel (`DDPTrainer`) inside it when a process group is initialised; else unchanged."
     if not is_distributed():

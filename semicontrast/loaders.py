@@ -16,8 +16,9 @@ from fastai.data.core import DataLoaders
 from .core import IGNORE_INDEX, DataError, class_map
 
 # %% auto #0
-__all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'supervised_dls', 'TwoStreamDL', 'two_stream_dls',
-           'pretrain_dls', 'PoolSource', 'PooledDataset', 'PooledDL', 'pooled_dls', 'iteration_dl', 'auto_preprocess']
+__all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'random_crop', 'compose_augment', 'supervised_dls',
+           'TwoStreamDL', 'two_stream_dls', 'pretrain_dls', 'PoolSource', 'PooledDataset', 'PooledDL', 'pooled_dls',
+           'iteration_dl', 'auto_preprocess']
 
 # %% ../nbs/00c_loaders.ipynb #2482138d
 _SPATIAL, _INTENSITY = ('pad', 'resize'), ('zscore', 'minmax', 'window', 'none')
@@ -214,6 +215,35 @@ def flip_rot90(x:torch.Tensor, y:torch.Tensor|None=None):
         return t.contiguous()
     return tfm(x), tfm(y)
 
+# %% ../nbs/00c_loaders.ipynb #527d6b13
+def random_crop(size, # (h, w) of the window, at most the slice size
+               ):
+    "An augmentation `(x, y) -> (x, y)`: one uniformly drawn `size` window of `x` `(C,H,W)` and of `y` `(H,W)` (or None)."
+    ch, cw = _pair_size(size)
+    def crop(x:torch.Tensor, y:torch.Tensor|None=None):
+        H, W = x.shape[-2:]
+        if ch > H or cw > W: raise DataError(f"random_crop: a {ch} x {cw} window does not fit a {H} x {W} slice; crop at most {H} x {W}.")
+        i, j = int(torch.randint(0, H - ch + 1, (1,))), int(torch.randint(0, W - cw + 1, (1,)))
+        return x[..., i:i + ch, j:j + cw].contiguous(), None if y is None else y[..., i:i + ch, j:j + cw].contiguous()
+    crop.size = (ch, cw)
+    return crop
+
+def _pair_size(size) -> tuple:
+    s = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+    if len(s) != 2 or not all(isinstance(v, numbers.Integral) and v > 0 for v in s):
+        raise DataError(f"random_crop: size={size!r}; give (h, w) as two positive ints.")
+    return int(s[0]), int(s[1])
+
+def compose_augment(*fns):
+    "One augmentation `(x, y) -> (x, y)` applying `fns` in order (None entries skipped); None when there is none."
+    fns = [f for f in fns if f]
+    if not fns: return None
+    if len(fns) == 1: return fns[0]
+    def composed(x, y=None):
+        for f in fns: x, y = f(x, y)
+        return x, y
+    return composed
+
 # %% ../nbs/00c_loaders.ipynb #e19205a2
 def _augment_fn(augment):
     if augment is True: return flip_rot90
@@ -225,6 +255,10 @@ def _check_bs(**kw):
     for k, v in kw.items():
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             raise DataError(f"{k}={v!r}; a batch size must be a positive int.")
+
+def _pin(device) -> bool:
+    "Page-locked batches when they go to a GPU: the copy to the device is then asynchronous and faster."
+    return device is not None and torch.device(device).type == 'cuda'
 
 def _seeded(dl:DataLoader, seed:int) -> DataLoader:
     import random
@@ -257,8 +291,9 @@ def _train_valid_dls(who:str, tds, vds, has_valid:bool, prep, bs, seed, device, 
     "Shuffled (drop-last, seeded) train and plain valid `DataLoaders` over two datasets with an `n_channels`; records `prep`."
     if has_valid and vds.n_channels != tds.n_channels:
         raise DataError(f"{who}: valid_cases have {vds.n_channels} channel(s) but the training cases have {tds.n_channels}.")
-    train = _seeded(DataLoader(tds, bs=bs, shuffle=True, drop_last=len(tds) > bs, num_workers=num_workers), seed)
-    valid = DataLoader(vds, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers)
+    pin = _pin(device)
+    train = _seeded(DataLoader(tds, bs=bs, shuffle=True, drop_last=len(tds) > bs, num_workers=num_workers, pin_memory=pin), seed)
+    valid = DataLoader(vds, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers, pin_memory=pin)
     dls = DataLoaders(train, valid, device=device)
     dls.prep = prep
     return dls
@@ -330,8 +365,9 @@ def two_stream_dls(labelled_cases, # labelled `Case`s (the supervised stream)
         if len(d) and d.n_channels != lds.n_channels:
             raise DataError(f"two_stream_dls: {name} have {d.n_channels} channel(s) but labelled_cases have {lds.n_channels}.")
     train = TwoStreamDL(ConcatDataset([lds, uds]), bs_labelled=bs_labelled, bs_unlabelled=bs_unlabelled, seed=seed,
-                        num_workers=num_workers)
-    valid = DataLoader(vds, bs=bs_labelled + bs_unlabelled, shuffle=False, drop_last=False, num_workers=num_workers)
+                        num_workers=num_workers, pin_memory=_pin(device))
+    valid = DataLoader(vds, bs=bs_labelled + bs_unlabelled, shuffle=False, drop_last=False, num_workers=num_workers, pin_memory=_pin(device))
+
     dls = DataLoaders(train, valid, device=device)
     dls.prep = prep
     return dls

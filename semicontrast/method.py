@@ -20,14 +20,14 @@ from .core import IGNORE_INDEX, DataError, class_map
 from .callbacks import FiniteLoss, DeviceMixedPrecision
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .distributed import distrib_fit
-from .loaders import two_stream_dls, iteration_dl
+from .loaders import two_stream_dls, iteration_dl, flip_rot90, random_crop, compose_augment
 from fastai.optimizer import SGD
 from functools import partial
 
 # %% auto #0
 __all__ = ['CKPT_IGNORE', 'METHODS', 'ForegroundDice', 'with_guard', 'channels_of', 'check_classes', 'check_stage', 'history',
            'Option', 'learner_options', 'KeepBest', 'RunContext', 'poly_decay', 'valid_cadence', 'supervised_steps',
-           'two_stream_loaders', 'stage_record', 'Stage', 'Method', 'register']
+           'train_augment', 'with_train_size', 'two_stream_loaders', 'stage_record', 'Stage', 'Method', 'register']
 
 # %% ../nbs/12_method.ipynb #f3da66fa
 class ForegroundDice(Metric):
@@ -260,7 +260,7 @@ class RunContext:
         if cfg.get('schedule', 'one_cycle') == 'poly':
             go = lambda: learn.fit(epochs, lr, cbs=cbs + [ParamScheduler({'lr': poly_decay(lr)})])
         else: go = lambda: learn.fit_one_cycle(epochs, lr, cbs=cbs)
-        with distrib_fit(learn):   # data-parallel under torchrun; a plain fit otherwise
+        with distrib_fit(learn, cfg.get('grad_sync', 'ddp')):   # data-parallel under torchrun; a plain fit otherwise
             if cfg.get('quiet'):
                 with learn.no_bar(), learn.no_logging(): go()
             else: go()
@@ -290,11 +290,27 @@ def supervised_steps(n_slices:int, bs:int, epochs:int) -> int:
     "Optimiser steps of `supervised_dls` training: it drops the incomplete last batch when there is more than one batch."
     return epochs * (n_slices // bs if n_slices > bs else 1)
 
+def train_augment(ctx:RunContext):
+    "The training stage's augmentation: `flip_rot90` (--augment flip_rot90), then a random crop (--crop H W); False for none."
+    cfg, crop = ctx.cfg, ctx.cfg.get('crop')
+    if crop and any(c > s for c, s in zip(crop, ctx.prep.size)):
+        raise DataError(f"--crop {crop[0]} {crop[1]}: the slices are {ctx.prep.size[0]} x {ctx.prep.size[1]} at the model's size; "
+                        f"crop at most that, or set a larger --size.")
+    aug = compose_augment(flip_rot90 if cfg['augment'] == 'flip_rot90' else None, random_crop(crop) if crop else None)
+    return aug or False
+
+def with_train_size(dls, ctx:RunContext):
+    "`dls` with `train_size`: the size of the training items (the crop, else the model size), for heads sized by it."
+    dls.train_size = tuple(ctx.cfg['crop']) if ctx.cfg.get('crop') else tuple(ctx.prep.size)
+    return dls
+
 def two_stream_loaders(ctx:RunContext):
     "`two_stream_dls` of the run: `bs` labelled then `bs` unlabelled slices per batch, and the epochs that give the baseline's steps."
     cfg, p = ctx.cfg, ctx.parts
     dls = two_stream_dls(p['labelled'], p['unlabelled'], p['valid'], ctx.prep, bs_labelled=cfg['bs'], bs_unlabelled=cfg['bs'],
-                         augment=cfg['augment'] == 'flip_rot90', seed=cfg['seed'], device=ctx.device)
+                         augment=train_augment(ctx), seed=cfg['seed'], device=ctx.device)
+    dls = with_train_size(dls, ctx)
+
     steps = supervised_steps(len(dls.train.dataset.datasets[0]), cfg['bs'], cfg['epochs'])
     return dls, max(1, math.ceil(steps / len(dls.train))), steps
 

@@ -55,6 +55,9 @@ class MSCSNet(nn.Module):
         embed = (embed,) if isinstance(embed, str) else tuple(embed)
         if set(embed) - {'patch', 'pixel'}: raise ValueError(f"embed={embed!r}: choose from 'patch' and 'pixel' (or () for neither).")
         self.embed = embed
+        for k in ('patch', 'pixel'):   # a head no loss uses gets no gradient: frozen, so that DDP does not wait for its gradient
+            if k not in embed: getattr(self, f'{k}_head').requires_grad_(False)
+
 
     def encoder_of(self, stream:int) -> Encoder: return self.encoders[0 if self.shared_encoder else stream]
 
@@ -180,7 +183,8 @@ class MSCSConsistency(TwoStreamConsistency):
 def _patch_grid_for(dls, depth:int, grid) -> tuple:
     "`grid` clipped to the bottleneck size of the loaders' recorded preprocessing (unchanged when unknown)."
     g = (grid, grid) if isinstance(grid, int) else tuple(int(v) for v in grid)
-    size = getattr(getattr(dls, 'prep', None), 'size', None)
+    size = getattr(dls, 'train_size', None) or getattr(getattr(dls, 'prep', None), 'size', None)   # training crops, else the model size
+
     if size is None: return g
     bott = (int(size[0]) // 2**depth, int(size[1]) // 2**depth)
     return (max(1, min(g[0], bott[0])), max(1, min(g[1], bott[1])))

@@ -14,7 +14,7 @@ from .core import DataError
 from .models import UNet, init_weights
 from .losses import DiceCELoss
 from .loaders import supervised_dls
-from .method import ForegroundDice, with_guard, channels_of, check_classes, stage_record, Stage, Method, register
+from .method import ForegroundDice, with_guard, channels_of, check_classes, stage_record, train_augment, with_train_size, Stage, Method, register
 
 # %% auto #0
 __all__ = ['SUPERVISED', 'supervised_learner', 'as_unet', 'finetune_learner', 'finetune_stage']
@@ -75,8 +75,9 @@ def finetune_learner(dls:DataLoaders, # `supervised_dls(...)` of the labelled sl
 # %% ../nbs/13_supervised.ipynb #48da06b5
 def _labelled_dls(ctx):
     cfg = ctx.cfg
-    return supervised_dls(ctx.parts['labelled'], ctx.parts['valid'], ctx.prep, bs=cfg['bs'], seed=cfg['seed'],
-                          device=ctx.device, augment=cfg['augment'] == 'flip_rot90')
+    return with_train_size(supervised_dls(ctx.parts['labelled'], ctx.parts['valid'], ctx.prep, bs=cfg['bs'], seed=cfg['seed'],
+                                          device=ctx.device, augment=train_augment(ctx)), ctx)
+
 
 def _train(ctx):
     "The supervised baseline: Dice + CE on the labelled cases only."

@@ -302,3 +302,18 @@ def test_torchrun_cli_writes_one_result(tmp_path, launch):
     assert not any(p.name.startswith('semicontrast_rank') for p in tmp.iterdir()), 'rank 1 left its temporary output'
     assert r.stdout.count('wrote ') == 1            # only rank 0 prints its summary
     print(f'torchrun supervised smoke, 2 processes: {time.time() - t0:.0f} s')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('method, sync', [('cps', 'ddp'), ('supervised', 'allreduce')])
+def test_torchrun_grad_sync(tmp_path, method, sync):
+    "DDP is the default under torchrun, also for a model with heads its configuration leaves unused (cps); allreduce stays selectable."
+    out = tmp_path/'run'
+    env = dict(os.environ, OMP_NUM_THREADS='1', TMPDIR=str(tmp_path))
+    flag = [] if sync == 'ddp' else ['--grad-sync', sync]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'semicontrast.cli',
+           'run', method, '--data', 'phantom', '--smoke', '--quiet', '--out', str(out), *flag]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    card = json.loads((out/'result.json').read_text())
+    assert card['config']['grad_sync'] == sync and card['device']['processes'] == 2
