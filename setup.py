@@ -14,11 +14,13 @@ min_python = cfg['min_python']
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+notebook_requirements = shlex.split(cfg.get('notebook_requirements', ''))
 scripts = [o.strip() for o in cfg.get('console_scripts', '').split('\n') if o.strip()]
 
 setuptools.setup(
     name=cfg['lib_name'],
-    license=lic[0],
+    license=lic[0] + ' (code); CC-BY-SA-4.0 (the embedded MSD hippocampus data, semicontrast/embedded/hippocampus/LICENSE.md)',
+    license_files=['LICENSE', 'semicontrast/embedded/hippocampus/LICENSE.md'],
     classifiers=['Development Status :: ' + statuses[int(cfg['status'])],
                  'Intended Audience :: ' + cfg['audience'].title(),
                  'Natural Language :: ' + cfg['language'].title(),
@@ -31,7 +33,7 @@ setuptools.setup(
                                    'presets/*.json']},
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'notebooks': notebook_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

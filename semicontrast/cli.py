@@ -19,6 +19,7 @@ from .distributed import world_size, is_distributed, init_from_env, rank
 from .method import METHODS, RunContext, valid_cadence
 from .protocols import get_protocol, apply_protocol, load_protocols
 from .report import write_result, write_report
+from .inference import save_model, predict
 import semicontrast.learner   # imports every method module, which registers the method (the list of methods lives there)
 
 # %% auto #0
@@ -294,7 +295,8 @@ def _run_in(ctx:RunContext, cases, split, smoke, command, t0, t_load, arguments,
     t_train = time.time()
     ev = evaluate(model, parts['test'], ctx.prep, info.n_classes, class_names=info.class_names, device=device)
     t_eval = time.time()
-    torch.save(model.state_dict(), out/'model.pth')   # the weights the test metrics come from (the last epoch's unless --test-on best)
+    save_model(model, out/'model.pth', ctx.prep, info.class_names, method=m.name, seed=cfg['seed'], dataset=info.name,
+               distance_unit=cfg['distance_unit'])   # the model the test metrics come from (last epoch unless --test-on best), self-describing
     files = dict(split='split.json', weights='model.pth', report='report.html')
     if (out/'encoder.pth').exists(): files['encoder'] = 'encoder.pth'
     if best is not None: files['best_weights'] = best['file']
@@ -436,6 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser('protocols', help='list the named protocols of --protocol, or show one with its sources',
                         description='The named protocols (settings with their sources) that --protocol applies.')
     pr.add_argument('name', nargs='?', default=None, help='a protocol to show in full')
+    pd = sub.add_parser('predict', help='segment new scans with a trained model, writing label NIfTI files',
+                        description='Segment NIfTI images with a model file (or a run folder) and write one label map per image, '
+                                    "with the image's affine and header.")
+    pd.add_argument('--model', required=True, help="a model file (model.pth of a run) or a run folder")
+    pd.add_argument('--input', required=True, help='a NIfTI image (.nii / .nii.gz) or a folder of them')
+    pd.add_argument('--out', required=True, help='folder for the label maps, named like the images (<name>.nii.gz)')
+    pd.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:1' ... (default: a GPU if there is one)")
+    pd.add_argument('--overwrite', action='store_true', help='replace label maps that already exist in --out')
+    pd.add_argument('--quiet', action='store_true', help='no progress bar')
     for name, m in METHODS.items():
         mp = methods.add_parser(name, help=m.summary, description=m.summary)
         _common(mp, m.pretrains)
@@ -451,8 +462,25 @@ def _usage_hint(message:str) -> str:
     hints = [f"{f} is an option of {', '.join(ms)}" for f, ms in owners.items() if ms]
     return message + (f" ({'; '.join(hints)})" if hints else "")
 
+def _predict_main(args) -> int:
+    "`semicontrast predict`: segment the images, print a line per image and a summary; one-line errors (exit 2)."
+    t0 = time.time()
+    try: rows = predict(args.model, args.input, args.out, device=args.device, overwrite=args.overwrite, quiet=args.quiet)
+    except DataError as e:
+        print(f"semicontrast: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"semicontrast: interrupted; the label maps written so far are complete, none is half-written.", file=sys.stderr)
+        return 130
+    for r in rows:
+        fg = {c: n for c, n in list(r['voxels'].items())[1:]}
+        print(f"{Path(r['input']).name} -> {r['output']}  shape {tuple(r['shape'])}  {r['seconds']:.2f} s  voxels {fg}")
+    print(f"predicted {len(rows)} image(s) in {time.time() - t0:.1f} s into {args.out}")
+    return 0
+
 def main(argv=None) -> int:
     "Entry point of the `semicontrast` console script."
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if int(os.environ.get('WORLD_SIZE', '1') or 1) > 1 and not is_distributed():   # `torchrun --no-python semicontrast run ...`:
         return torchrun_main(argv)                                                  # join the group first, then come back here
@@ -471,8 +499,10 @@ def main(argv=None) -> int:
             print("\nsemicontrast protocols NAME shows one with the source of every setting; apply it with "
                   "semicontrast run METHOD --data PATH --protocol NAME.")
         return 0
+    if args.command == 'predict': return _predict_main(args)
     kw = {k: v for k, v in vars(args).items() if k != 'command'}
     method = kw.pop('method')
+
     try:
         res = run_experiment(method, **kw, command='semicontrast ' + ' '.join(shlex.quote(a) for a in argv))
         print(f"\n{res['method']} on {res['dataset']['name']}, seed {res['seed']}, "

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_data.ipynb #e9bde648
 from __future__ import annotations
-import re, json, math, warnings
+import os, re, json, math, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -14,8 +14,8 @@ from .core import DataError, IGNORE_INDEX, check_path
 __all__ = ['ACDC_CLASSES', 'BTCV_CLASSES', 'LA_CLASSES', 'BRATS_TARGETS', 'BRATS_MODALITIES', 'FORMATS', 'BUILTIN_DATASETS',
            'Case', 'distance_unit', 'synthetic_phantoms', 'read_nifti', 'read_msd', 'msd_info', 'hippocampus_path',
            'load_hippocampus', 'read_acdc', 'read_acdc_h5', 'parse_monuseg_xml', 'rasterise_polygons', 'read_monuseg',
-           'tile_cases', 'read_btcv', 'read_la_h5', 'read_brats', 'DatasetInfo', 'default_intensity', 'detect_format',
-           'load_dataset']
+           'tile_cases', 'read_btcv', 'read_la_h5', 'read_brats', 'nnunet_classes', 'read_nnunet', 'read_pairs',
+           'read_datalist', 'DatasetInfo', 'default_intensity', 'detect_format', 'load_dataset']
 
 # %% ../nbs/00a_data.ipynb #b2a2e08a
 def _where(source, id): return f"'{source}'" if source else f"case '{id}'"
@@ -856,6 +856,122 @@ def read_brats(folder, # BraTS folder of case folders (<id>/<id>_flair.nii.gz, .
                         "..._t1ce, ..._t2 and ..._seg.nii.gz. Point to the folder that holds the case folders.")
     return cases
 
+# %% ../nbs/00a_data.ipynb #73cb2a65
+def _nnunet_json(folder:Path) -> dict:
+    js = folder/'dataset.json'
+    if not js.is_file(): raise DataError(f"'{folder}' has no dataset.json; an nnU-Net v2 raw dataset needs one (channel_names, labels, file_ending).")
+    d = _read_json(js, 'dataset.json')
+    for k in ('channel_names', 'labels'):
+        if not isinstance(d.get(k), dict) or not d[k]:
+            raise DataError(f"'{js}' has no '{k}' mapping; nnU-Net v2 needs e.g. \"channel_names\": {{\"0\": \"T2\"}}, \"labels\": {{\"background\": 0, \"tumour\": 1}}.")
+    return d
+
+def nnunet_classes(folder) -> list:
+    "Class names of an nnU-Net v2 dataset, by class id (from dataset.json `labels`: name -> id)."
+    js = Path(folder)/'dataset.json'
+    labels = _nnunet_json(Path(folder))['labels']
+    bad = {k: v for k, v in labels.items() if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0)}
+    if bad:
+        k, v = next(iter(bad.items()))
+        raise DataError(f"'{js}': label {k!r} is {v!r}; only one class id per name (an int >= 0) is supported, not nnU-Net's "
+                        "region-based training (lists of ids). Give every class its own id.")
+    ids = sorted(labels.values())
+    if ids != list(range(len(ids))):
+        raise DataError(f"'{js}': the label ids {ids} are not 0, 1, ..., {len(ids) - 1}; nnU-Net v2 needs consecutive ids from 0 (background).")
+    return [name for name, _ in sorted(labels.items(), key=lambda kv: kv[1])]
+
+def read_nnunet(folder, # nnU-Net v2 raw dataset: dataset.json, imagesTr/CASE_XXXX.nii.gz, labelsTr/CASE.nii.gz
+                include_unlabelled:bool=False, # also read imagesTs/ and images without a label as unlabelled cases
+               ) -> list:
+    "Read an nnU-Net v2 raw dataset folder into `Case`s sorted by id, the channels stacked in the order of their ids."
+    folder = check_path(folder, 'nnU-Net dataset folder', 'dir')
+    d = _nnunet_json(folder)
+    ending = d.get('file_ending', '.nii.gz')
+    if ending not in ('.nii.gz', '.nii'):
+        raise DataError(f"'{folder/'dataset.json'}': file_ending {ending!r}; only NIfTI (.nii.gz, .nii) is read. Convert the images "
+                        "(e.g. with SimpleITK) and set \"file_ending\": \".nii.gz\".")
+    chans = sorted(int(k) for k in d['channel_names'])
+    pat = re.compile(r'^(.*)_(\d{4})' + re.escape(ending) + '$')
+    def cases_in(sub:str) -> dict:
+        found = {}
+        for p in sorted((folder/sub).glob('*' + ending)) if (folder/sub).is_dir() else []:
+            m = pat.match(p.name)
+            if m is None: raise DataError(f"'{p}' is not named CASE_XXXX{ending} (XXXX: the 4-digit channel id); rename it as nnU-Net v2 does.")
+            found.setdefault(m.group(1), {})[int(m.group(2))] = p
+        return found
+    def read(cid, files, label):
+        missing = [folder/f'imagesTr/{cid}_{c:04d}{ending}' for c in chans if c not in files]
+        if missing: raise DataError(f"Image file '{missing[0]}' is missing: dataset.json declares the channels {chans}. Add it or fix channel_names.")
+        vols = [read_nifti(files[c], label if i == 0 else None, case_id=cid, allow_2d=True, meta={'format': 'nnunet'}) for i, c in enumerate(chans)]
+        for v in vols[1:]:
+            if v.image.shape != vols[0].image.shape:
+                raise DataError(f"Image file '{v.source}' has shape {v.image.shape} but '{vols[0].source}' has {vols[0].image.shape}; "
+                                "the channels of a case must be on one grid. Resample them onto the first channel's grid.")
+        img = vols[0].image if len(vols) == 1 else np.stack([v.image for v in vols])
+        return Case(cid, img, vols[0].label, vols[0].spacing, source=str(files[chans[0]]), meta=dict(vols[0].meta, channels=d['channel_names']))
+    tr, out = cases_in('imagesTr'), []
+    labels = {p.name[:-len(ending)]: p for p in sorted((folder/'labelsTr').glob('*' + ending))} if (folder/'labelsTr').is_dir() else {}
+    orphans = sorted(set(labels) - set(tr))
+    if orphans: raise DataError(f"Label file '{labels[orphans[0]]}' has no image '{folder/'imagesTr'/(orphans[0] + '_0000' + ending)}'. Restore the image or remove the label.")
+    for cid, files in sorted(tr.items()):
+        if cid not in labels and not include_unlabelled:
+            raise DataError(f"Image '{files[min(files)]}' has no label '{folder/'labelsTr'/(cid + ending)}'. Add the label, remove the image, "
+                            "or read with include_unlabelled=True to keep it as an unlabelled case.")
+        out.append(read(cid, files, labels.get(cid)))
+    if include_unlabelled: out += [read(cid, files, None) for cid, files in sorted(cases_in('imagesTs').items()) if cid not in tr]
+    if not out: raise DataError(f"No images in '{folder/'imagesTr'}'; expected files named CASE_0000{ending}.")
+    return out
+
+# %% ../nbs/00a_data.ipynb #001cc1d3
+_LABEL_SUFFIXES = ('_seg', '_label', '_gt', '_mask')
+
+def read_pairs(folder, # a folder of NIfTI files: images CASE.nii.gz and labels CASE_seg / _label / _gt / _mask
+               include_unlabelled:bool=False, # keep images without a label as unlabelled cases (else: an error naming one)
+              ) -> list:
+    "Read a flat folder of image / label pairs matched by name (label = image name + `_seg`, `_label`, `_gt` or `_mask`)."
+    folder = check_path(folder, 'folder of image / label pairs', 'dir')
+    files = _nii_files(folder)
+    stems = {_stem(p): p for p in files}
+    is_label = {s for s in stems for suf in _LABEL_SUFFIXES if s.endswith(suf) and s[:-len(suf)] in stems}
+    images = [p for s, p in sorted(stems.items()) if s not in is_label]
+    if not images: raise DataError(f"No NIfTI images in '{folder}'; put CASE.nii.gz files (and their CASE_seg.nii.gz labels) there.")
+    orphans = sorted(s for s in stems if s not in is_label and any(s.endswith(suf) for suf in _LABEL_SUFFIXES)
+                     and s.rsplit('_', 1)[0] not in stems)
+    if orphans: raise DataError(f"'{stems[orphans[0]]}' looks like a label (suffix {'_' + orphans[0].rsplit('_', 1)[1]}) but there is no image "
+                                f"'{folder/(orphans[0].rsplit('_', 1)[0] + '.nii.gz')}'. Add the image or rename the file.")
+    out = []
+    for p in images:
+        lp = next((stems[_stem(p) + suf] for suf in _LABEL_SUFFIXES if _stem(p) + suf in stems), None)
+        if lp is None and not include_unlabelled:
+
+            raise DataError(f"Image '{p}' has no label ({', '.join(_stem(p) + s for s in _LABEL_SUFFIXES)} .nii.gz). Add it, or read with "
+                            "include_unlabelled=True (command line: the unlabelled images are then used as unlabelled patients).")
+        out.append(read_nifti(p, lp, channels=True, allow_2d=True, meta={'format': 'pairs'}))
+    return out
+
+def read_datalist(entries, # [{'image': path, 'label': path|None}, ...], or a JSON file holding that list (or {'training': list})
+                  include_unlabelled:bool=True, # entries without a label are unlabelled cases (False: an error)
+                 ) -> list:
+    "Read a MONAI-style list of image / label paths (relative paths in a JSON file are relative to the file)."
+    base, where = Path('.'), 'the data list'
+    if isinstance(entries, (str, os.PathLike)):
+        p = check_path(entries, 'data list', 'file')
+        d = _read_json(p, 'data list')
+        entries, base, where = (d.get('training') if isinstance(d, dict) else d), p.parent, f"'{p}'"
+    if not isinstance(entries, list) or not entries:
+        raise DataError(f"{where} must be a non-empty list of {{'image': path, 'label': path}} entries (or a dict with a 'training' list).")
+    out, seen = [], {}
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get('image'), (str, os.PathLike)):
+            raise DataError(f"{where}, entry {i}: {e!r} is not an {{'image': path, 'label': path}} entry (the image path is required).")
+        ip = base/Path(e['image']).expanduser()
+        lp = e.get('label')
+        if lp is None and not include_unlabelled: raise DataError(f"{where}, entry {i} ('{ip}') has no label; give one, or allow unlabelled entries.")
+        c = read_nifti(ip, None if lp is None else base/Path(lp).expanduser(), channels=True, allow_2d=True, meta={'format': 'datalist'})
+        if c.id in seen: raise DataError(f"{where}: entries {seen[c.id]} and {i} both give the case id {c.id!r} (the image file name); rename one.")
+        seen[c.id] = i; out.append(c)
+    return out
+
 # %% ../nbs/00a_data.ipynb #34754f4f
 @dataclass
 class DatasetInfo:
@@ -881,7 +997,7 @@ def default_intensity(modality) -> str:
     if any(k in m for k in ('rgb', 'histo', 'h&e', 'microscop', 'patholog')): return 'minmax'
     return 'zscore'
 
-FORMATS = ('msd', 'acdc', 'acdc_h5', 'monuseg', 'btcv', 'la_h5', 'brats', 'nifti')
+FORMATS = ('msd', 'nnunet', 'acdc', 'acdc_h5', 'monuseg', 'btcv', 'la_h5', 'brats', 'pairs', 'datalist', 'nifti')
 BUILTIN_DATASETS = ('hippocampus', 'phantom')
 _LAYOUTS = ("  msd      : imagesTr/ and labelsTr/ (+ dataset.json)\n"
             "  acdc     : patientNNN/ folders with Info.cfg (directly, or under training/ and testing/)\n"
@@ -890,6 +1006,9 @@ _LAYOUTS = ("  msd      : imagesTr/ and labelsTr/ (+ dataset.json)\n"
             "  btcv     : img/imgNNNN.nii.gz + label/labelNNNN.nii.gz (directly, or under Training/ and Testing/)\n"
             "  la_h5    : <case>/mri_norm2.h5 folders (directly or in one sub-folder) + train.list / test.list (UA-MT left atrium)\n"
             "  brats    : <id>/<id>_flair.nii.gz, _t1, _t1ce, _t2 (+ _seg) case folders (directly, or under HGG/ and LGG/)\n"
+            "  nnunet   : nnU-Net v2 raw: dataset.json (channel_names, labels, file_ending), imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz\n"
+            "  pairs    : a folder of CASE.nii.gz images with CASE_seg / _label / _gt / _mask.nii.gz labels\n"
+            "  datalist : a .json file holding [{\"image\": path, \"label\": path}, ...] (or {\"training\": [...]})\n"
             "  nifti    : a single .nii or .nii.gz file")
 
 def detect_format(path) -> str:
@@ -897,8 +1016,13 @@ def detect_format(path) -> str:
     p = check_path(path, 'dataset path')
     if p.is_file():
         if p.name.lower().endswith(_NII_EXT): return 'nifti'
+        if p.suffix.lower() == '.json': return 'datalist'
     else:
-        if (p/'imagesTr').is_dir(): return 'msd'
+        if (p/'imagesTr').is_dir():
+            js = p/'dataset.json'
+            try: nn = js.is_file() and 'channel_names' in json.loads(js.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError): nn = False   # read_msd names the broken file
+            return 'nnunet' if nn else 'msd'
         if any((d/'Info.cfg').exists() for _, d in _acdc_patient_dirs(p)): return 'acdc'
         data = p/'data'
         if data.is_dir() and (any(data.glob('*.h5')) or any(data.glob('slices/*.h5'))) and any(p.glob('*.list')): return 'acdc_h5'
@@ -907,6 +1031,7 @@ def detect_format(path) -> str:
         if next(p.glob(f'*/{_LA_FILE}'), None) is not None or len([s for s in p.iterdir() if s.is_dir() and _la_case_dirs(s)]) == 1:
             return 'la_h5'
         if _is_brats(p): return 'brats'
+        if _nii_files(p): return 'pairs'
     raise DataError(f"Cannot tell the layout of '{p}'. Known layouts:\n{_LAYOUTS}\n"
                     f"Rearrange the files into one of them, or name the format explicitly (--format {{{','.join(FORMATS)}}}).")
 
@@ -984,11 +1109,18 @@ def load_dataset(name_or_path, # 'hippocampus', 'phantom', or a path to a datase
         mods = cases[0].meta['modalities'] if cases else list(BRATS_MODALITIES)
         known, name = BRATS_TARGETS[kwargs.get('target', 'wt')], 'brats'
         modality = 'MRI (' + ', '.join({'flair': 'FLAIR', 't1': 'T1', 't1ce': 'T1ce', 't2': 'T2'}.get(m, m) for m in mods) + ')'
+    elif fmt == 'nnunet':
+        cases, known = read_nnunet(p, **kwargs), nnunet_classes(p)
+        d = _nnunet_json(p); mod = d['channel_names']
+        modality, name = ', '.join(map(str, mod.values())), d.get('name', p.name)
+        declared_by, n_ch = f"'{p/'dataset.json'}'", len(mod)
+    elif fmt == 'pairs': cases, known, modality, name = read_pairs(p, **kwargs), None, None, p.name
+    elif fmt == 'datalist': cases, known, modality, name = read_datalist(p, **kwargs), None, None, _stem(p) if p.suffix != '.json' else p.stem
     else:
         check_path(p, 'NIfTI file', 'file')
         cases, known, modality, name = [read_nifti(p, _nifti_sibling_label(p), **kwargs)], None, None, _stem(p)
     if not cases: raise DataError(f"No cases found in '{p}' (format '{fmt}').")
-    if fmt != 'msd': declared_by, n_ch = f"the {fmt} format", None
+    if fmt not in ('msd', 'nnunet'): declared_by, n_ch = f"the {fmt} format", None
     _check_declared(cases, known, declared_by, n_ch, channels_by=declared_by + f" (modality {mod})" if n_ch else '')
     n, names = _classes_from_cases(cases, known)
     return cases, DatasetInfo(name, fmt, str(p), n, names, modality, default_intensity(modality))

@@ -13,7 +13,8 @@ from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 
 from .core import IGNORE_INDEX
-from .models import UNet, split_groups
+from .models import UNet, split_groups, register_architecture, describe
+
 from .losses import DiceCELoss, sigmoid_rampup
 from .callbacks import LossTerms, EMAUpdate, _unwrap, _item_labelled, preview, batch_to_show
 from .viz import panel_row
@@ -32,6 +33,12 @@ class GroupedForward(nn.Module):
 
     def forward(self, x, groups=None): # groups: (B,) bool, e.g. which items are labelled; None: one pass
         return split_groups(self.net, groups if self.training else None, x)
+
+    def config(self) -> dict:
+        "The wrapped network's description (for a model file)."
+        return dict(net=describe(self.net))
+
+register_architecture(GroupedForward)   # model files can name it (`models.build`)
 
 # %% ../nbs/18_meanteacher.ipynb #0951b7b5
 class MeanTeacher(LossTerms):

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from .core import DataError, load_torch_dict
 
 # %% auto #0
-__all__ = ['ENCODER_FORMAT', 'FEATURE_PERTURBATIONS', 'unet_widths', 'ConvBlock', 'Encoder', 'UpBlock', 'Decoder', 'init_weights',
-           'UNet', 'split_groups', 'TwoStreamUNet', 'save_encoder', 'load_encoder', 'FeaturePerturbation']
+__all__ = ['ENCODER_FORMAT', 'ARCHITECTURES', 'FEATURE_PERTURBATIONS', 'unet_widths', 'ConvBlock', 'Encoder', 'UpBlock',
+           'Decoder', 'init_weights', 'UNet', 'split_groups', 'TwoStreamUNet', 'save_encoder', 'load_encoder',
+           'register_architecture', 'describe', 'build', 'FeaturePerturbation']
 
 # %% ../nbs/02_models.ipynb #b92945ed
 def unet_widths(base:int=16, # channels of the first (full-resolution) level
@@ -152,7 +153,13 @@ class UNet(nn.Module):
         self.depth, self.in_ch, self.n_classes, self.up = len(self.widths) - 1, int(in_ch), int(n_classes), up
         self.encoder = Encoder(in_ch, self.widths, dropout)
         self.decoder = Decoder(self.widths, n_classes, up, dec_dropout)
+        self.dec_dropout = float(dec_dropout)
         init_weights(self)
+
+    def config(self) -> dict:
+        "The constructor arguments that rebuild this network (plain values, for a model file)."
+        return dict(in_ch=self.in_ch, n_classes=self.n_classes, widths=list(self.widths), up=self.up,
+                    dropout=list(self.encoder.dropout), dec_dropout=self.dec_dropout)
 
     def encode(self, x) -> list:
         "Encoder feature maps, finest first (raises `DataError` on a badly sized input)."
@@ -227,6 +234,13 @@ class TwoStreamUNet(nn.Module):
         self.widths, self.in_ch, self.n_classes = self.encoder.widths, self.encoder.in_ch, int(n_classes)
         self.depth, self.ups, self.perturb = self.encoder.depth, ups, float(perturb)
         self.decoders = nn.ModuleList([init_weights(Decoder(self.widths, n_classes, u, dec_dropout)) for u in ups])
+        self.dec_dropout = float(dec_dropout)
+
+    def config(self) -> dict:
+        "The constructor arguments that rebuild this network (plain values; a given encoder is described by its widths and dropout)."
+        return dict(in_ch=self.in_ch, n_classes=self.n_classes, widths=list(self.widths), ups=list(self.ups),
+                    dropout=list(self.encoder.dropout), dec_dropout=self.dec_dropout, perturb=self.perturb)
+
 
     @property
     def decoder_a(self) -> Decoder: return self.decoders[0]
@@ -289,6 +303,35 @@ def load_encoder(path, # a file written by `save_encoder`
         raise DataError(f"encoder file '{path}': its weights do not match its recorded architecture ({str(e).splitlines()[0]}).") from None
     enc.meta = dict(ck.get('meta') or {})
     return enc
+
+# %% ../nbs/02_models.ipynb #d18e7a1b
+ARCHITECTURES = {}   # class name -> network class that `build` may construct (registered with `register_architecture`)
+
+def register_architecture(cls):
+    "Let model files name `cls`: it must have `config()` returning the plain constructor arguments that rebuild it."
+    if not callable(getattr(cls, 'config', None)): raise TypeError(f"{cls.__name__} has no config() method: a model file could not rebuild it.")
+    ARCHITECTURES[cls.__name__] = cls
+    return cls
+
+def describe(model:nn.Module) -> dict:
+    "{'arch': class name, 'kwargs': constructor arguments} of a registered network: what rebuilds it."
+    name = type(model).__name__
+    if ARCHITECTURES.get(name) is not type(model):
+        raise DataError(f"{name} is not a registered architecture ({', '.join(sorted(ARCHITECTURES))}); "
+                        "give it a config() method and register it with models.register_architecture.")
+    return {'arch': name, 'kwargs': model.config()}
+
+def build(spec:dict) -> nn.Module:
+    "A new network (fresh weights) from `describe`'s output; nested descriptions in the arguments are built first."
+    if not isinstance(spec, dict) or 'arch' not in spec:
+        raise DataError(f"build: expected a network description {{'arch': ..., 'kwargs': ...}}, got {type(spec).__name__}.")
+    cls = ARCHITECTURES.get(spec['arch'])
+    if cls is None: raise DataError(f"the model file names the network {spec['arch']!r}, which this version of semicontrast does not know "
+                                    f"({', '.join(sorted(ARCHITECTURES))}); load it with the version that wrote it.")
+    kw = {k: build(v) if isinstance(v, dict) and 'arch' in v else v for k, v in dict(spec.get('kwargs') or {}).items()}
+    return cls(**kw)
+
+register_architecture(UNet); register_architecture(TwoStreamUNet)
 
 # %% ../nbs/02_models.ipynb #3db4e15d
 FEATURE_PERTURBATIONS = ('noise', 'dropout', 'none')

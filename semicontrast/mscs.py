@@ -12,7 +12,9 @@ from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 
 from .core import IGNORE_INDEX
-from .models import Encoder, Decoder, init_weights, unet_widths, split_groups, FeaturePerturbation, FEATURE_PERTURBATIONS
+from .models import (Encoder, Decoder, init_weights, unet_widths, split_groups, FeaturePerturbation, FEATURE_PERTURBATIONS,
+                                 register_architecture)
+
 from .heads import DenseProjectionHead, _pair
 from .augment import photometric
 from .losses import contrast_labels, DiceCELoss, patch_info_nce, pixel_contrast_loss
@@ -57,6 +59,15 @@ class MSCSNet(nn.Module):
         self.embed = embed
         for k in ('patch', 'pixel'):   # a head no loss uses gets no gradient: frozen, so that DDP does not wait for its gradient
             if k not in embed: getattr(self, f'{k}_head').requires_grad_(False)
+        self._config = dict(in_ch=self.in_ch, n_classes=self.n_classes, base=int(base), depth=self.depth, shared_encoder=self.shared_encoder,
+                            ups=list(ups), feature_perturb=feature_perturb, feature_noise=float(feature_noise),
+                            feature_dropout=float(feature_dropout), patch_grid=list(self.patch_grid), patch_dim=int(patch_dim),
+                            pixel_dim=int(pixel_dim), embed=list(embed), dropout=list(self.encoders[0].dropout))
+
+    def config(self) -> dict:
+        "The constructor arguments that rebuild this network (plain values, for a model file)."
+        return dict(self._config)
+
 
 
     def encoder_of(self, stream:int) -> Encoder: return self.encoders[0 if self.shared_encoder else stream]
@@ -109,6 +120,8 @@ class MSCSNet(nn.Module):
         "Training: dict of (a, b) pairs, logits, bottleneck and the `embed` embeddings. Evaluation: the ensemble log-probabilities (B,K,H,W)."
         if not self.training: return self.ensemble(*self.streams(x))
         return split_groups(self._run, groups, x, x if x_b is None else x_b)
+
+register_architecture(MSCSNet)   # model files can name it (`models.build`)
 
 # %% ../nbs/15_mscs.ipynb #c19f975f
 STRONG_PERTURBATION = dict(brightness=0.3, contrast=0.3, gamma=(0.6, 1.6), noise=0.1, blur_p=0.5)   # [D] strong photometric view

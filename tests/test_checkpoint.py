@@ -16,7 +16,9 @@ def _kill_after(monkeypatch, stage, epoch):
     monkeypatch.setattr(ck.Checkpoint, 'after_epoch', after_epoch)
 
 
-def _weights(path): return torch.load(path, weights_only=True)
+def _weights(path):
+    d = torch.load(path, weights_only=True)
+    return d['state_dict'] if 'format' in d else d   # model.pth is a model file (weights + description); models/*_best.pth bare weights
 
 
 def _same(a, b):

@@ -161,7 +161,7 @@ def test_semicontrast_run_ideal_smoke(tmp_path):
     assert enc.widths == (8, 16, 32, 64, 128) and enc.meta['pretrain_epochs'] == 2
     # the saved two-stream model loads into the architecture the card describes
     m = TwoStreamUNet(n_classes=res['dataset']['n_classes'], base=8, depth=4)
-    m.load_state_dict(torch.load(out/'model.pth', weights_only=True))
+    m.load_state_dict(torch.load(out/'model.pth', weights_only=True)['state_dict'])
     html = (out/'report.html').read_text()
     assert 'Stage pretrain: training' in html and 'Stage finetune: training' in html
     assert 'ideal on hippocampus' in r.stdout

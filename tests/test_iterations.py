@@ -87,9 +87,9 @@ def test_best_validation_epoch_is_kept_beside_the_last(tmp_path):
     best = run_experiment('supervised', data='phantom', smoke=True, iters=6, valid_every=1, quiet=True, out=tmp_path/'best', test_on='best')
     cb = best['checkpoints']
     assert cb['test_on'] == 'best' and cb['best'] == ck['best']                          # the same run, the same best epoch
-    tested = torch.load(tmp_path/'best'/'model.pth', weights_only=True)
+    tested = torch.load(tmp_path/'best'/'model.pth', weights_only=True)['state_dict']
     kept = torch.load(tmp_path/'best'/cb['best']['file'], weights_only=True)
     assert all(torch.equal(tested[k], kept[k]) for k in tested)                          # model.pth is the best epoch's
     last = torch.load(tmp_path/'best'/cb['last']['file'], weights_only=True)
-    ref = torch.load(tmp_path/'last'/'model.pth', weights_only=True)
+    ref = torch.load(tmp_path/'last'/'model.pth', weights_only=True)['state_dict']
     assert all(torch.equal(last[k], ref[k]) for k in ref)                                # and the last epoch's are kept

@@ -158,5 +158,5 @@ def test_semicontrast_run_meanteacher_smoke_and_resume_is_exact(tmp_path):
     assert list((tmp_path/'cut'/'checkpoints').glob('*.pth'))
     res = run_experiment('meanteacher', data='phantom', smoke=True, quiet=True, out=tmp_path/'cut', epochs=3, resume=True)
     assert res['per_case'] == full['per_case'] and res['history'] == full['history']
-    a = torch.load(tmp_path/'full'/'model.pth', weights_only=True); b = torch.load(tmp_path/'cut'/'model.pth', weights_only=True)
+    a = torch.load(tmp_path/'full'/'model.pth', weights_only=True)['state_dict']; b = torch.load(tmp_path/'cut'/'model.pth', weights_only=True)['state_dict']
     assert all(torch.equal(a[k], b[k]) for k in a)

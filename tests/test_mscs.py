@@ -316,7 +316,7 @@ def test_semicontrast_run_mscs_and_cps_smoke(tmp_path, method):
     assert ('patch' in m['terms'][0]) == (method == 'mscs') and 'cps' in m['terms'][0]
     assert set(res['per_case']) == set(res['split']['test']) and 0 <= res['mean']['dice'] <= 1
     net = MSCSNet(n_classes=res['dataset']['n_classes'], base=8, depth=4, patch_grid=m['patch_grid'])
-    net.load_state_dict(torch.load(out/'model.pth', weights_only=True))
+    net.load_state_dict(torch.load(out/'model.pth', weights_only=True)['state_dict'])
     assert 'Stage train: loss terms per epoch' in (out/'report.html').read_text()
 
 

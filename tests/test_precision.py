@@ -54,7 +54,7 @@ def test_cli_trains_in_mixed_precision_on_the_cpu(tmp_path, method, precision):
     assert main(['run', method, '--data', 'phantom', '--smoke', '--quiet', '--precision', precision, '--out', str(out)]) == 0
     card = json.loads((out/'result.json').read_text())
     assert card['config']['precision'] == precision and 0 <= card['mean']['dice'] <= 1
-    assert all(v.dtype == torch.float32 for v in torch.load(out/'model.pth', weights_only=True).values() if v.is_floating_point())
+    assert all(v.dtype == torch.float32 for v in torch.load(out/'model.pth', weights_only=True)['state_dict'].values() if v.is_floating_point())
     if method == 'mixcl': assert all(torch.isfinite(torch.tensor(v)) for t in card['stages']['pretrain']['terms'] for v in t.values())
 
 

@@ -109,7 +109,7 @@ def test_size_trains_at_that_size_and_scores_in_each_volumes_geometry(tmp_path, 
     import torch
     case = synthetic_phantoms(n=1, shape=(5, 40, 24), seed=0)[0]
     net = UNet(in_ch=1, n_classes=card['dataset']['n_classes'], base=card['config']['base'], depth=card['config']['depth'])
-    net.load_state_dict(torch.load(tmp_path/'r'/'model.pth', weights_only=True))
+    net.load_state_dict(torch.load(tmp_path/'r'/'model.pth', weights_only=True)['state_dict'])
     pred = predict_volume(net, case, Preprocess(size=(48, 16), spatial='resize'))
     assert pred.shape == case.label.shape                   # mapped back to the volume's own (Z, H, W)
     rc = main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--size', '50', '48', '--out', str(tmp_path/'s')])

@@ -47,6 +47,10 @@ begin "nbdev_test (nbs/)"
 .venv/bin/nbdev_test --path nbs --n_workers 1 --timing
 end
 
+begin "wheel: fresh install, smoke run, predict"
+bash tools/wheel_test.sh
+end
+
 begin "pytest (tests/)"
 .venv/bin/python -m pytest -q -rA tests
 end
