@@ -22,7 +22,7 @@ from .distributed import GATHER   # keys from every process under torchrun; this
 from .callbacks import EMAUpdate, TwoStreamConsistency, zero_loss, _unwrap, batch_to_show
 from .viz import panel_row
 from .loaders import pretrain_dls
-from .method import (ForegroundDice, with_guard, channels_of, check_classes, check_stage, two_stream_loaders, stage_record, learner_options, Stage, Method, register)
+from .method import (SegLearner, ForegroundDice, with_guard, channels_of, check_classes, check_stage, two_stream_loaders, stage_record, learner_options, Stage, Method, register)
 
 # %% auto #0
 __all__ = ['IDEAL', 'DenseContrastivePretrain', 'pretrain_learner', 'ideal_learner']
@@ -143,7 +143,7 @@ def pretrain_learner(dls, # fastai `DataLoaders` of slice batches (targets, if a
                                         momentum=momentum, key_model=key), EMAUpdate(key, model, momentum)]
     else: cbs = [DenseContrastivePretrain(views=views, temperature=temperature, max_anchors=max_anchors, global_weight=global_weight,
                                           momentum=None)]
-    return Learner(dls, model, loss_func=zero_loss, opt_func=Adam, lr=lr, cbs=cbs)
+    return SegLearner(dls, model, loss_func=zero_loss, opt_func=Adam, lr=lr, cbs=cbs, segments=False)
 
 # %% ../nbs/14_ideal.ipynb #d653e11f
 def _as_encoder(encoder) -> Encoder|None:
@@ -195,7 +195,7 @@ def ideal_learner(dls:DataLoaders, # stage 1: `pretrain_dls(...)`; stage 2: `two
                           dec_dropout=dec_dropout, perturb=perturb)
     cons = TwoStreamConsistency(cps_weight=cps_weight, rampup_iters=rampup_iters, cps_threshold=threshold, on_labelled=on_labelled,
                                 split_bn=split_bn)
-    return Learner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func, lr=lr,
+    return SegLearner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func, lr=lr,
                    wd=wd, metrics=metrics if metrics is not None else [ForegroundDice(n_classes)],
                    cbs=with_guard([cons] + list(cbs or [])), path=path)
 

@@ -13,3 +13,4 @@ from .mscs import *
 from .mixcl import *
 from .lrc import *
 from .meanteacher import *
+import semicontrast.inference   # learn.export(): a self-describing model file

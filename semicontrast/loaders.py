@@ -16,9 +16,9 @@ from fastai.data.core import DataLoaders
 from .core import IGNORE_INDEX, DataError, class_map
 
 # %% auto #0
-__all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'random_crop', 'compose_augment', 'supervised_dls',
-           'TwoStreamDL', 'two_stream_dls', 'pretrain_dls', 'PoolSource', 'PooledDataset', 'PooledDL', 'pooled_dls',
-           'iteration_dl', 'auto_preprocess']
+__all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'random_crop', 'compose_augment', 'SegDataLoaders',
+           'supervised_dls', 'TwoStreamDL', 'two_stream_dls', 'pretrain_dls', 'PoolSource', 'PooledDataset', 'PooledDL',
+           'pooled_dls', 'iteration_dl', 'auto_preprocess']
 
 # %% ../nbs/00c_loaders.ipynb #2482138d
 _SPATIAL, _INTENSITY = ('pad', 'resize'), ('zscore', 'minmax', 'window', 'none')
@@ -256,6 +256,9 @@ def _check_bs(**kw):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             raise DataError(f"{k}={v!r}; a batch size must be a positive int.")
 
+class SegDataLoaders(DataLoaders):
+    "fastai `DataLoaders` of slices, recording their `prep`; `show_batch` draws a batch (defined in `viz`, loaded with `semicontrast.learner`)."
+
 def _pin(device) -> bool:
     "Page-locked batches when they go to a GPU: the copy to the device is then asynchronous and faster."
     return device is not None and torch.device(device).type == 'cuda'
@@ -294,7 +297,7 @@ def _train_valid_dls(who:str, tds, vds, has_valid:bool, prep, bs, seed, device, 
     pin = _pin(device)
     train = _seeded(DataLoader(tds, bs=bs, shuffle=True, drop_last=len(tds) > bs, num_workers=num_workers, pin_memory=pin), seed)
     valid = DataLoader(vds, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers, pin_memory=pin)
-    dls = DataLoaders(train, valid, device=device)
+    dls = SegDataLoaders(train, valid, device=device)
     dls.prep = prep
     return dls
 
@@ -368,7 +371,7 @@ def two_stream_dls(labelled_cases, # labelled `Case`s (the supervised stream)
                         num_workers=num_workers, pin_memory=_pin(device))
     valid = DataLoader(vds, bs=bs_labelled + bs_unlabelled, shuffle=False, drop_last=False, num_workers=num_workers, pin_memory=_pin(device))
 
-    dls = DataLoaders(train, valid, device=device)
+    dls = SegDataLoaders(train, valid, device=device)
     dls.prep = prep
     return dls
 
@@ -629,7 +632,7 @@ def pooled_dls(sources, # `PoolSource`s to pre-train on (labelled and unlabelled
     train = PooledDL(tds, bs=bs, shuffle=True, balance=balance, seed=seed, num_workers=num_workers)
     valid = DataLoader(vds if vds is not None else [], bs=bs, shuffle=False, drop_last=False, num_workers=num_workers)
     valid.n_inp = 1
-    dls = DataLoaders(train, valid, device=device)
+    dls = SegDataLoaders(train, valid, device=device)
     dls.prep = {s.name: s.prep for s in tds.sources}
     dls.spaces, dls.label_map, dls.balance = tds.spaces, tds.label_map, bool(balance)
     return dls

@@ -101,13 +101,22 @@ class DiceCELoss(nn.Module):
                  dice_weight:float=0.5, # weight of the soft Dice term (SSL4MIS CPS: 1/2)
                  ignore_index:int|None=IGNORE_INDEX, # target value without ground truth (unlabelled items)
                  include_background:bool=False, # count the background class in the Dice term
+                 reduction:str='mean', # 'mean': one loss over the batch (Dice pooled over it); 'none': one loss per item, each computed alone
                 ):
         super().__init__()
+        if reduction not in ('mean', 'none'): raise ValueError(f"reduction={reduction!r}: use 'mean' or 'none'.")
         self.ce_weight, self.dice_weight = float(ce_weight), float(dice_weight)
-        self.ignore_index, self.include_background = ignore_index, include_background
+        self.ignore_index, self.include_background, self.reduction = ignore_index, include_background, reduction
 
     def forward(self, logits, target) -> torch.Tensor:
+        if self.reduction == 'none':   # fastai's get_preds(with_loss=True), top losses: the loss of each item on its own
+            logits, target = _check_seg(logits, target, self.ignore_index)
+            return torch.stack([self._batch(logits[i:i + 1], target[i:i + 1]) for i in range(len(logits))]) if len(logits) else _zero(logits)[None][:0]
+        return self._batch(logits, target)
+
+    def _batch(self, logits, target) -> torch.Tensor:
         logits, target = _check_seg(logits, target, self.ignore_index)
+
         ii = self.ignore_index
         self.last_terms = {}   # the (detached) terms of the last call, for diagnostics such as `callbacks.FiniteLoss`
         if ii is not None and not (target != ii).any(): return _zero(logits)   # no labelled pixel in the batch

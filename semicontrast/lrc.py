@@ -21,7 +21,7 @@ from .superpixels import SuperpixelCache, region_dls
 from .callbacks import LossTerms, EMAUpdate, zero_loss, _unwrap, batch_to_show
 from .viz import region_samples
 from .supervised import finetune_learner, finetune_stage
-from .method import with_guard, channels_of, check_stage, stage_record, learner_options, Option, Stage, Method, register
+from .method import SegLearner, with_guard, channels_of, check_stage, stage_record, learner_options, Option, Stage, Method, register
 
 # %% auto #0
 __all__ = ['GLOBAL_LOSSES', 'LRC', 'MOCO', 'LRCNet', 'RegionContrastPretrain', 'lrc_learner']
@@ -239,7 +239,8 @@ def lrc_learner(dls:DataLoaders, # pretrain: `region_dls(...)`; finetune: `super
                                     momentum=momentum, seg_loss=loss_func)
         net = LRCNet(UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden,
                      outputs=cb.outputs)
-        return Learner(dls, net, loss_func=zero_loss, opt_func=opt_func, lr=lr, wd=wd, cbs=with_guard([cb] + list(cbs or [])), path=path)
+        return SegLearner(dls, net, loss_func=zero_loss, opt_func=opt_func, lr=lr, wd=wd, cbs=with_guard([cb] + list(cbs or [])), path=path,
+                          segments=False)
     return finetune_learner(dls, n_classes, pretrained, in_ch=in_ch, base=base, depth=depth, loss_func=loss_func,
                             opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path)
 

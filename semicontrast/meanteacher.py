@@ -18,7 +18,7 @@ from .models import UNet, split_groups, register_architecture, describe
 from .losses import DiceCELoss, sigmoid_rampup
 from .callbacks import LossTerms, EMAUpdate, _unwrap, _item_labelled, preview, batch_to_show
 from .viz import panel_row
-from .method import (ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
+from .method import (SegLearner, ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
 
 # %% auto #0
@@ -135,7 +135,7 @@ def meanteacher_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then 
     if model is None: model = UNet(in_ch=in_ch if in_ch is not None else channels_of(dls), n_classes=n_classes, base=base, depth=depth)
     cb = MeanTeacher(ema_decay=ema_decay, consistency=consistency, rampup_iters=rampup_iters, noise=noise, noise_clip=noise_clip,
                      split_bn=split_bn)
-    return Learner(dls, GroupedForward(model), loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func,
+    return SegLearner(dls, GroupedForward(model), loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func,
                    lr=lr, wd=wd, metrics=metrics if metrics is not None else [ForegroundDice(n_classes)],
                    cbs=with_guard([cb] + list(cbs or [])), path=path)
 

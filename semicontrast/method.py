@@ -25,9 +25,10 @@ from fastai.optimizer import SGD
 from functools import partial
 
 # %% auto #0
-__all__ = ['CKPT_IGNORE', 'METHODS', 'ForegroundDice', 'with_guard', 'channels_of', 'check_classes', 'check_stage', 'history',
-           'Option', 'learner_options', 'KeepBest', 'RunContext', 'poly_decay', 'valid_cadence', 'supervised_steps',
-           'train_augment', 'with_train_size', 'two_stream_loaders', 'stage_record', 'Stage', 'Method', 'register']
+__all__ = ['CKPT_IGNORE', 'METHODS', 'ForegroundDice', 'SegLearner', 'with_guard', 'channels_of', 'check_classes', 'check_stage',
+           'history', 'Option', 'learner_options', 'KeepBest', 'RunContext', 'poly_decay', 'valid_cadence',
+           'supervised_steps', 'train_augment', 'with_train_size', 'two_stream_loaders', 'stage_record', 'Stage',
+           'Method', 'register']
 
 # %% ../nbs/12_method.ipynb #f3da66fa
 class ForegroundDice(Metric):
@@ -88,6 +89,88 @@ class ForegroundDice(Metric):
         return float(np.mean(vals)) if vals else float('nan')
     @property
     def name(self): return self._name
+
+# %% ../nbs/12_method.ipynb #b3328d50
+from fastai.callback.hook import *   # Learner.summary
+
+class SegLearner(Learner):
+    "A fastai `Learner` for segmentation: `predict`, `show_results` and `top_volume_losses` on slices and volumes; `summary`, `get_preds(with_loss=True)` as in fastai."
+    def __init__(self, *args, segments:bool=True, # False: a pre-training learner (its model gives embeddings, not segmentations)
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.segments = bool(segments)
+
+    def _seg(self, out):
+        if not self.segments:
+            raise DataError("this is a pre-training learner: its model gives embeddings, not a segmentation; predict with the "
+                            "fine-tuned learner or model.")
+        if not isinstance(out, torch.Tensor):
+
+            raise DataError(f"this learner's model returns {type(out).__name__}, not a segmentation (a pre-training stage?); "
+                            "predict with the fine-tuned learner or model.")
+        return out
+
+    def summary(self):
+        "fastai's layer table, from one forward pass of the model alone (the method's callbacks set aside: they expect a training step)."
+        from fastai.callback.core import TrainEvalCallback
+        from fastai.learner import Recorder
+        aside = [c for c in self.cbs if not isinstance(c, (TrainEvalCallback, Recorder)) and type(c).__name__ != 'ProgressCallback']
+        with self.removed_cbs(aside): return super().summary()
+
+    def predict(self, item, # a slice (C,h,w) at the model's input size, or a `data.Case` (a whole volume)
+
+               ):
+        "A slice -> (class map (h,w), probabilities (K,h,w)); a `Case` -> its class map (Z,H,W) in the case's geometry (`metrics.predict_volume`)."
+        from semicontrast.metrics import predict_volume
+        if not self.segments: self._seg(None)
+        dev = next(self.model.parameters()).device
+        if hasattr(item, 'image') and hasattr(item, 'spatial_shape'):
+            prep = getattr(self.dls, 'prep', None)
+            if prep is None: raise DataError("predict(case) needs the preprocessing of training (dls.prep); build the loaders with semicontrast's *_dls functions.")
+            try: return torch.as_tensor(predict_volume(self.model, item, prep, device=dev))
+            except TypeError as e: raise DataError(f"{e} This learner's model gives no segmentation (a pre-training stage?).") from None
+
+        x = torch.as_tensor(item, dtype=torch.float32)
+        if x.ndim != 3: raise DataError(f"predict: a slice is (C, h, w), got shape {tuple(x.shape)}; for a volume pass its Case.")
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(): out = self._seg(self.model(x[None].to(dev))).float()[0]
+        finally: self.model.train(was)
+        return class_map(out, dim=0).cpu(), out.softmax(0).cpu()
+
+    def show_results(self, max_n:int=4, # validation slices drawn
+                     ds_idx:int=1, # 1: validation, 0: training loader
+                    ):
+        "Validation slices (the most foreground first): image, ground truth and prediction, with the slice's Dice in the title."
+        from semicontrast.viz import panel_grid
+        if not self.segments: self._seg(None)
+        ds = self.dls[ds_idx].dataset
+
+        if not len(ds): raise DataError("show_results: the validation set is empty; pass ds_idx=0 to draw training slices.")
+        ys = getattr(ds, 'y', None)
+        order = (torch.argsort((ys != IGNORE_INDEX).flatten(1).sum(1) * (ys > 0).flatten(1).sum(1), descending=True).tolist()
+                 if ys is not None and ys.dtype != torch.float32 else list(range(len(ds))))
+        rows = []
+        for i in order[:max_n]:
+            x, y = ds[i][:2]
+            pred, _ = self.predict(x)
+            fg = (y > 0) & (y != IGNORE_INDEX); pf = pred > 0
+            d = 2 * float((fg & pf & (pred == y)).sum()) / max(1, float(fg.sum() + pf.sum()))
+            case = ds.index[i] if hasattr(ds, 'index') else (i, '')
+            rows.append([(f"{case[0]} z{case[1]}", x, None), ("ground truth", x, y), (f"prediction (Dice {d:.2f})", x, pred)])
+        return panel_grid(rows, title='results on validation slices')
+
+    def top_volume_losses(self, k:int|None=None, # the k worst volumes (None: all)
+                         ) -> list:
+        "Validation volumes ranked by their mean slice loss (`get_preds(with_loss=True)`): [(case id, mean loss, slices)], worst first."
+        ds = self.dls.valid.dataset
+        if not hasattr(ds, 'index'): raise DataError("top_volume_losses needs a validation SliceDataset (its case of every slice).")
+        _, _, losses = self.get_preds(ds_idx=1, with_loss=True)
+        per = {}
+        for (cid, _), l in zip(ds.index, losses.tolist()): per.setdefault(cid, []).append(l)
+        ranked = sorted(((c, float(np.mean(v)), len(v)) for c, v in per.items()), key=lambda t: -t[1])
+        return ranked if k is None else ranked[:k]
 
 # %% ../nbs/12_method.ipynb #b26ccd3a
 def with_guard(cbs) -> list:

@@ -24,7 +24,7 @@ from .loaders import Preprocess, pooled_dls, PoolSource, CT_WINDOW
 from .callbacks import LossTerms, zero_loss, _unwrap, batch_to_show
 from .viz import panel_row
 from .supervised import finetune_learner, finetune_stage
-from .method import with_guard, channels_of, check_stage, stage_record, learner_options, Option, Stage, Method, register
+from .method import SegLearner, with_guard, channels_of, check_stage, stage_record, learner_options, Option, Stage, Method, register
 
 # %% auto #0
 __all__ = ['MIXCL', 'IDENTITY', 'MixCLNet', 'MixCLPretrain', 'mixcl_learner', 'pool_sources']
@@ -205,7 +205,8 @@ def mixcl_learner(dls:DataLoaders, # pretrain: `pooled_dls(...)`; finetune: `sup
                            mask_ratio=mask_ratio, patch=patch, noise=noise, recon_kind=recon_kind, recon_masked_only=recon_masked_only)
         net = MixCLNet(UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden,
                        outputs=cb.outputs)
-        return Learner(dls, net, loss_func=zero_loss, opt_func=opt_func, lr=lr, wd=wd, cbs=with_guard([cb] + list(cbs or [])), path=path)
+        return SegLearner(dls, net, loss_func=zero_loss, opt_func=opt_func, lr=lr, wd=wd, cbs=with_guard([cb] + list(cbs or [])), path=path,
+                          segments=False)
     return finetune_learner(dls, n_classes, pretrained, in_ch=in_ch, base=base, depth=depth, loss_func=loss_func,
                             opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path)
 

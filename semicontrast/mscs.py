@@ -20,7 +20,7 @@ from .augment import photometric
 from .losses import contrast_labels, DiceCELoss, patch_info_nce, pixel_contrast_loss
 from .distributed import GATHER   # keys from every process under torchrun
 from .callbacks import TwoStreamConsistency, _item_labelled
-from .method import (ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
+from .method import (SegLearner, ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
 
 # %% auto #0
@@ -234,7 +234,7 @@ def mscs_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabel
                          threshold=threshold, cps_threshold=cps_threshold, cps_on_labelled=cps_on_labelled, weak=weak,
                          strong=strong, patch_temperature=patch_temperature, pixel_temperature=pixel_temperature,
                          max_per_class=max_per_class, split_bn=split_bn)
-    return Learner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func, lr=lr, wd=wd,
+    return SegLearner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func, lr=lr, wd=wd,
                    metrics=metrics if metrics is not None else [ForegroundDice(n_classes)], cbs=with_guard([cb] + list(cbs or [])), path=path)
 
 # %% ../nbs/15_mscs.ipynb #d644bbe1

@@ -14,7 +14,7 @@ from .core import DataError
 from .models import UNet, init_weights
 from .losses import DiceCELoss
 from .loaders import supervised_dls
-from .method import ForegroundDice, with_guard, channels_of, check_classes, stage_record, train_augment, with_train_size, Stage, Method, register
+from .method import SegLearner, ForegroundDice, with_guard, channels_of, check_classes, stage_record, train_augment, with_train_size, Stage, Method, register
 
 # %% auto #0
 __all__ = ['SUPERVISED', 'supervised_learner', 'as_unet', 'finetune_learner', 'finetune_stage']
@@ -41,7 +41,7 @@ def supervised_learner(dls:DataLoaders, # `supervised_dls(...)` (or any loaders 
     if model is None:
         if in_ch is None: in_ch = channels_of(dls)
         model = UNet(in_ch=in_ch, n_classes=n_classes, base=base, depth=depth, up=up, dropout=dropout)
-    return Learner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(),
+    return SegLearner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(),
                    opt_func=opt_func, lr=lr, wd=wd, metrics=metrics if metrics is not None else [ForegroundDice(n_classes)],
                    cbs=with_guard(cbs), path=path)
 

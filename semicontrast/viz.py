@@ -12,6 +12,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .core import DataError, IGNORE_INDEX
+from fastcore.basics import patch
+from .loaders import SegDataLoaders
 
 # %% auto #0
 __all__ = ['class_color', 'label_colorscale', 'slice_viewer', 'case_gallery', 'overlay_rgb', 'volume_explorer', 'training_curves',
@@ -19,7 +21,8 @@ __all__ = ['class_color', 'label_colorscale', 'slice_viewer', 'case_gallery', 'o
            'similarity_map', 'similarity_explorer', 'similarity_rgb', 'similarity_widget', 'results_table',
            'superpixel_boundaries', 'superpixel_explorer', 'superpixel_rgb', 'superpixel_widget', 'region_samples',
            'region_classes', 'region_embeddings', 'perturbation_panel', 'stream_disagreement', 'disagreement_explorer',
-           'disagreement_curve', 'grid_points', 'class_scatter', 'volume_boxplot', 'prediction_row', 'panel_row']
+           'disagreement_curve', 'grid_points', 'class_scatter', 'volume_boxplot', 'prediction_row', 'panel_row',
+           'panel_grid']
 
 # %% ../nbs/09_viz.ipynb #fb1cae09
 _PALETTE = ['#e69f00', '#56b4e9', '#009e73', '#f0e442', '#0072b2', '#d55e00', '#cc79a7', '#999999',
@@ -1177,3 +1180,41 @@ def panel_row(panels:list, # [(title, (H,W) or (C,H,W) image, (H,W) class map or
         fig.update_xaxes(showticklabels=False, row=1, col=i); fig.update_yaxes(showticklabels=False, row=1, col=i)
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60 if title else 30, b=10))
     return fig
+
+# %% ../nbs/09_viz.ipynb #c55d3f24
+def panel_grid(rows:list, # [[(title, image, class map or None), ...], ...]: one list of panels per row
+               title:str='', # figure title
+               height_per_row:int=230,
+              ) -> go.Figure:
+    "Rows of panels in one figure (each panel as in `panel_row`: its class map blended in, its own intensity window)."
+    if not rows or not all(rows): raise DataError("panel_grid: rows is empty; pass [[(title, image, class map or None), ...], ...].")
+    cols = max(len(r) for r in rows)
+    fig = make_subplots(rows=len(rows), cols=cols, subplot_titles=[str(p[0]) for r in rows for p in (list(r) + [('', None, None)] * (cols - len(r)))],
+                        horizontal_spacing=0.02, vertical_spacing=0.06 / max(1, len(rows) - 1) if len(rows) > 1 else 0.0)
+    for i, r in enumerate(rows, start=1):
+        for j, (t, img, lab) in enumerate(r, start=1):
+            a = _as_image2d(img, f"panel {t!r}")
+            if lab is not None:
+                lab = _np(lab).astype(np.int64)
+                if lab.shape != a.shape: raise DataError(f"panel_grid: panel {t!r} has a class map of shape {lab.shape} for an image of shape {a.shape}.")
+                lab = np.where(lab == IGNORE_INDEX, 0, lab)
+            lo, hi = np.percentile(a, [0.5, 99.5])
+            fig.add_trace(go.Image(z=overlay_rgb(a, lab, lo, hi)), row=i, col=j)
+            fig.update_xaxes(showticklabels=False, row=i, col=j); fig.update_yaxes(showticklabels=False, row=i, col=j)
+    fig.update_layout(title=title, height=height_per_row * len(rows) + 40, margin=dict(l=10, r=10, t=60 if title else 30, b=10))
+    return fig
+
+@patch
+def show_batch(self:SegDataLoaders, b=None, # a batch (x, y, ...) to draw; default: the loader's first batch
+               max_n:int=8, # items drawn
+               train:bool=True, # draw a training batch (augmented, labelled then unlabelled items) or a validation batch
+               ncols:int=4):
+    "fastai's `show_batch` for slice loaders: each item with its label blended in (an unlabelled item: the image alone)."
+    x, y = (b if b is not None else (self.train if train else self.valid).one_batch())[:2]
+    x, y = _np(x)[:max_n], _np(y)[:max_n]
+    if not len(x): raise DataError("show_batch: the batch is empty (an empty validation set?); draw the training batch with train=True.")
+    panels = []
+    for i in range(len(x)):
+        known = y[i] != IGNORE_INDEX
+        panels.append((f"item {i}" + ('' if known.any() else ' (unlabelled)'), x[i], y[i] if known.any() else None))
+    return panel_grid([panels[k:k + ncols] for k in range(0, len(panels), ncols)], title=f"{'training' if train else 'validation'} batch")

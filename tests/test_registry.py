@@ -89,7 +89,7 @@ LAYERS = [
     {'core'}, {'data', 'splits', 'augment', 'protocols'}, {'loaders'}, {'superpixels'}, {'models', 'losses', 'metrics', 'viz'}, {'heads'},
     {'distributed'}, {'callbacks', 'checkpoint'}, {'method'}, {'supervised'},
     METHOD_MODULES,   # every module that registers a method (found through the registry); each draws with viz (`show`)
-    {'learner'}, {'inference'}, {'report'}, {'cli'},
+    {'inference'}, {'learner'}, {'report'}, {'cli'},
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
