@@ -15,7 +15,7 @@ from fastai.data.core import DataLoaders
 
 from .core import DataError
 from .augment import TwoViews, correspondence, align
-from .models import Encoder, TwoStreamUNet, unet_widths, init_weights, load_encoder, save_encoder
+from .models import Encoder, TwoStreamUNet, unet_widths, init_weights, load_encoder, save_encoder, check_feature_encoder
 from .heads import EncoderWithHead, dense_head_for
 from .losses import DiceCELoss, DenseInfoNCE, info_nce
 from .distributed import GATHER   # keys from every process under torchrun; this batch's in one process
@@ -151,8 +151,11 @@ def _as_encoder(encoder) -> Encoder|None:
     if encoder is None or isinstance(encoder, Encoder): return encoder
     if isinstance(encoder, (str, Path)): return load_encoder(encoder)
     m = getattr(encoder, 'model', encoder)   # a stage-1 Learner
-    if isinstance(getattr(m, 'encoder', None), Encoder): return m.encoder
-    raise DataError(f"encoder must be an Encoder, a file written by save_encoder, or a stage-1 model/Learner; got {type(encoder).__name__}.")
+    if isinstance(m, nn.Module) and hasattr(m, 'encoder'): return check_feature_encoder(m.encoder)   # a stage-1 model (or a U-Net)
+    if isinstance(m, nn.Module) and hasattr(m, 'widths'): return check_feature_encoder(m)            # any feature encoder
+    raise DataError(f"encoder must be a feature encoder (models.Encoder, BasicUNetEncoder, ...), a file written by save_encoder, "
+                    f"or a stage-1 model/Learner; got {type(encoder).__name__}.")
+
 
 def ideal_learner(dls:DataLoaders, # stage 1: `pretrain_dls(...)`; stage 2: `two_stream_dls(...)`
                   n_classes:int=None, # classes including background (stage 2 only)

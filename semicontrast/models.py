@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from .core import DataError, load_torch_dict
 
 # %% auto #0
-__all__ = ['ENCODER_FORMAT', 'ARCHITECTURES', 'FEATURE_PERTURBATIONS', 'unet_widths', 'ConvBlock', 'Encoder', 'UpBlock',
-           'Decoder', 'init_weights', 'UNet', 'split_groups', 'TwoStreamUNet', 'save_encoder', 'load_encoder',
-           'register_architecture', 'describe', 'build', 'FeaturePerturbation']
+__all__ = ['ENCODER_FORMAT', 'ARCHITECTURES', 'FEATURE_PERTURBATIONS', 'unet_widths', 'ConvBlock', 'Encoder',
+           'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights', 'UNet', 'split_groups', 'TwoStreamUNet',
+           'save_encoder', 'load_encoder', 'register_architecture', 'describe', 'build', 'BasicUNetEncoder',
+           'FeatureUNet', 'FeaturePerturbation']
 
 # %% ../nbs/02_models.ipynb #b92945ed
 def unet_widths(base:int=16, # channels of the first (full-resolution) level
@@ -75,8 +76,13 @@ class Encoder(nn.Module):
             [ConvBlock(chans[i], chans[i+1], self.dropout[i]) if i == 0 else
              nn.Sequential(nn.MaxPool2d(2), ConvBlock(chans[i], chans[i+1], self.dropout[i])) for i in range(len(self.widths))])
 
+    def config(self) -> dict:
+        "The constructor arguments that rebuild this encoder (for model files)."
+        return dict(in_ch=self.in_ch, widths=list(self.widths), dropout=list(self.dropout))
+
     @property
     def strides(self) -> tuple: return tuple(2**i for i in range(self.depth + 1))
+
 
     def forward(self, x) -> list:
         "List of `depth+1` feature maps (B, widths[i], H/2**i, W/2**i); the last is the bottleneck."
@@ -85,6 +91,14 @@ class Encoder(nn.Module):
         for level in self.levels:
             x = level(x); feats.append(x)
         return feats
+
+# %% ../nbs/02_models.ipynb #a480020c
+def check_feature_encoder(enc) -> nn.Module:
+    "`enc` if it follows the feature-encoder protocol (what `Encoder` does): an `nn.Module` with `in_ch` and `widths` (channels per level, finest first) whose forward returns one map per level, each half the size of the one before."
+    if not isinstance(enc, nn.Module) or not hasattr(enc, 'widths') or not hasattr(enc, 'in_ch'):
+        raise DataError(f"{type(enc).__name__} is not a feature encoder: give an nn.Module with .in_ch, .widths (channels per level, finest "
+                        "first) and a forward returning that list of maps (models.Encoder, or an adapter such as BasicUNetEncoder).")
+    return enc
 
 # %% ../nbs/02_models.ipynb #51f14741
 class UpBlock(nn.Module):
@@ -222,7 +236,7 @@ class TwoStreamUNet(nn.Module):
         if len(ups) != 2: raise ValueError(f"ups must name exactly two decoders, e.g. ('transpose', 'bilinear'), got {ups}.")
         if not float(perturb) >= 0: raise ValueError(f"perturb is a noise standard deviation and must be >= 0, got {perturb}.")
         if encoder is not None:
-            if not isinstance(encoder, Encoder): raise ValueError(f"encoder must be a semicontrast Encoder, got {type(encoder).__name__}.")
+            encoder = check_feature_encoder(encoder)
             if widths is not None and tuple(int(w) for w in widths) != encoder.widths:
                 raise ValueError(f"widths {tuple(widths)} disagree with the given encoder's widths {encoder.widths}; leave widths=None.")
             if int(in_ch) != encoder.in_ch:
@@ -232,14 +246,16 @@ class TwoStreamUNet(nn.Module):
             ws = tuple(int(w) for w in widths) if widths is not None else unet_widths(base, depth)
             self.encoder = init_weights(Encoder(in_ch, ws, dropout))
         self.widths, self.in_ch, self.n_classes = self.encoder.widths, self.encoder.in_ch, int(n_classes)
-        self.depth, self.ups, self.perturb = self.encoder.depth, ups, float(perturb)
+        self.depth, self.ups, self.perturb = len(self.widths) - 1, ups, float(perturb)
         self.decoders = nn.ModuleList([init_weights(Decoder(self.widths, n_classes, u, dec_dropout)) for u in ups])
         self.dec_dropout = float(dec_dropout)
 
     def config(self) -> dict:
-        "The constructor arguments that rebuild this network (plain values; a given encoder is described by its widths and dropout)."
-        return dict(in_ch=self.in_ch, n_classes=self.n_classes, widths=list(self.widths), ups=list(self.ups),
-                    dropout=list(self.encoder.dropout), dec_dropout=self.dec_dropout, perturb=self.perturb)
+        "The constructor arguments that rebuild this network (plain values; our encoder by its widths and dropout, another by its description)."
+        c = dict(in_ch=self.in_ch, n_classes=self.n_classes, ups=list(self.ups), dec_dropout=self.dec_dropout, perturb=self.perturb)
+        if not isinstance(self.encoder, Encoder): return dict(c, encoder=describe(self.encoder))
+        return dict(c, widths=list(self.widths), dropout=list(self.encoder.dropout))
+
 
 
     @property
@@ -332,6 +348,46 @@ def build(spec:dict) -> nn.Module:
     return cls(**kw)
 
 register_architecture(UNet); register_architecture(TwoStreamUNet)
+
+# %% ../nbs/02_models.ipynb #d92ba763
+class BasicUNetEncoder(nn.Module):
+    "MONAI's 2D `BasicUNet` encoder path as a feature encoder: `conv_0` then `down_1`..`down_4`, five maps, finest first."
+    def __init__(self, in_ch:int=1, # input channels
+                 features=(32, 32, 64, 128, 256), # channels of the five levels (MONAI's default, without its last decoder width)
+                 act='leakyrelu', norm='instance', dropout:float=0.0, # as MONAI's BasicUNet takes them (strings or MONAI tuples)
+                ):
+        super().__init__()
+        from monai.networks.nets import BasicUNet
+        f = tuple(int(v) for v in features)
+        if len(f) != 5: raise ValueError(f"features must give the 5 encoder levels of BasicUNet, got {f}.")
+        net = BasicUNet(spatial_dims=2, in_channels=in_ch, out_channels=2, features=f + (f[0],), act=act, norm=norm, dropout=dropout)
+        self.conv_0, self.downs = net.conv_0, nn.ModuleList([net.down_1, net.down_2, net.down_3, net.down_4])
+        self.in_ch, self.widths = int(in_ch), f
+        self._config = dict(in_ch=int(in_ch), features=list(f), act=act, norm=norm, dropout=float(dropout))
+
+    def forward(self, x) -> list:
+        _check_input(x, self.in_ch, len(self.widths) - 1)
+        feats = [self.conv_0(x)]
+        for d in self.downs: feats.append(d(feats[-1]))
+        return feats
+
+    def config(self) -> dict: return dict(self._config)
+
+class FeatureUNet(nn.Module):
+    "A U-Net from any feature encoder (`check_feature_encoder`) and our `Decoder`: `forward(x)` gives logits."
+    def __init__(self, encoder:nn.Module, # a feature encoder (an `Encoder`, a `BasicUNetEncoder`, ...)
+                 n_classes:int=2, up:str='transpose', dec_dropout:float=0.0):
+        super().__init__()
+        self.encoder = check_feature_encoder(encoder)
+        self.in_ch, self.n_classes, self.widths, self.up = encoder.in_ch, int(n_classes), tuple(encoder.widths), up
+        self.decoder = init_weights(Decoder(self.widths, n_classes, up, dec_dropout))
+        self.dec_dropout = float(dec_dropout)
+
+    def forward(self, x): return self.decoder(self.encoder(x))
+    def config(self) -> dict:
+        return dict(encoder=describe(self.encoder), n_classes=self.n_classes, up=self.up, dec_dropout=self.dec_dropout)
+
+register_architecture(Encoder); register_architecture(BasicUNetEncoder); register_architecture(FeatureUNet)
 
 # %% ../nbs/02_models.ipynb #3db4e15d
 FEATURE_PERTURBATIONS = ('noise', 'dropout', 'none')

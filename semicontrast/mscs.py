@@ -13,7 +13,15 @@ from fastai.data.core import DataLoaders
 
 from .core import IGNORE_INDEX
 from .models import (Encoder, Decoder, init_weights, unet_widths, split_groups, FeaturePerturbation, FEATURE_PERTURBATIONS,
-                                 register_architecture)
+                                 register_architecture, check_feature_encoder, describe)
+import copy
+
+def _fresh_copy(m:nn.Module) -> nn.Module:
+    "A copy of network `m` with every layer's parameters drawn anew (`reset_parameters`): same architecture, other weights."
+    c = copy.deepcopy(m)
+    for mod in c.modules():
+        if hasattr(mod, 'reset_parameters') and mod is not c: mod.reset_parameters()
+    return c
 
 from .heads import DenseProjectionHead, _pair
 from .augment import photometric
@@ -40,13 +48,20 @@ class MSCSNet(nn.Module):
                  pixel_dim:int=64, # pixel embedding size [D]
                  embed=('patch', 'pixel'), # embeddings that training forwards return besides the logits: any of 'patch', 'pixel'
                  dropout=None, # encoder dropout (None: SSL4MIS schedule)
+                 encoder=None, # a feature encoder to use instead of a new `Encoder` (`models.check_feature_encoder`; e.g. `BasicUNetEncoder`); with two U-Nets, stream b gets a freshly initialised copy
                 ):
         super().__init__()
         ups = tuple(ups)
         if len(ups) != 2: raise ValueError(f"ups must name two decoders, e.g. ('transpose', 'bilinear'), got {ups}.")
-        ws = unet_widths(base, depth)
         n_enc = 1 if shared_encoder else 2
-        self.encoders = nn.ModuleList([init_weights(Encoder(in_ch, ws, dropout)) for _ in range(n_enc)])
+        if encoder is not None:
+            encoder = check_feature_encoder(encoder)
+            in_ch, ws, depth = encoder.in_ch, tuple(encoder.widths), len(encoder.widths) - 1
+            encs = [encoder] + [_fresh_copy(encoder) for _ in range(n_enc - 1)]
+        else:
+            ws = unet_widths(base, depth)
+            encs = [init_weights(Encoder(in_ch, ws, dropout)) for _ in range(n_enc)]
+        self.encoders = nn.ModuleList(encs)
         self.decoders = nn.ModuleList([init_weights(Decoder(ws, n_classes, u)) for u in ups])
         self.perturb = FeaturePerturbation(feature_perturb, feature_noise, feature_dropout)
         self.patch_grid = _pair(patch_grid, 'patch_grid')
@@ -62,11 +77,17 @@ class MSCSNet(nn.Module):
         self._config = dict(in_ch=self.in_ch, n_classes=self.n_classes, base=int(base), depth=self.depth, shared_encoder=self.shared_encoder,
                             ups=list(ups), feature_perturb=feature_perturb, feature_noise=float(feature_noise),
                             feature_dropout=float(feature_dropout), patch_grid=list(self.patch_grid), patch_dim=int(patch_dim),
-                            pixel_dim=int(pixel_dim), embed=list(embed), dropout=list(self.encoders[0].dropout))
+                            pixel_dim=int(pixel_dim), embed=list(embed))
+        if encoder is None: self._config['dropout'] = list(self.encoders[0].dropout)
+        else: self._encoder_spec = True   # described when saved (`config`): the encoder's own description
 
     def config(self) -> dict:
         "The constructor arguments that rebuild this network (plain values, for a model file)."
-        return dict(self._config)
+        c = dict(self._config)
+        if getattr(self, '_encoder_spec', False): c['encoder'] = describe(self.encoders[0])
+        return c
+
+
 
 
 
@@ -220,16 +241,20 @@ def mscs_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabel
                  patch_temperature:float=0.1, pixel_temperature:float=0.1, # tau of the two contrastive terms [D]
                  max_per_class:int=256, # pixels per class and stream in the pixel contrast [D]
                  split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training [D]
+                 encoder=None, # a feature encoder instead of a new U-Net encoder (`models.check_feature_encoder`, e.g. `BasicUNetEncoder`)
                  loss_func:nn.Module=None, opt_func=Adam, lr:float=1e-3, wd:float=1e-4, metrics=None, cbs=None, path='.',
                 ) -> Learner:
     "The fastai `Learner` of MSCS: two perturbed streams, cross-supervision, patch InfoNCE and pixel SupCon."
     check_classes(n_classes, 'mscs_learner')
     if in_ch is None: in_ch = channels_of(dls)
-    grid = _patch_grid_for(dls, depth, patch_grid)
+    grid = _patch_grid_for(dls, depth if encoder is None else len(encoder.widths) - 1, patch_grid)
+
     model = MSCSNet(in_ch=in_ch, n_classes=n_classes, base=base, depth=depth, shared_encoder=shared_encoder, ups=ups,
                     feature_perturb=feature_perturb, feature_noise=feature_noise, feature_dropout=feature_dropout,
                     patch_grid=grid, patch_dim=patch_dim, pixel_dim=pixel_dim,
-                    embed=tuple(k for k, w in (('patch', patch_weight), ('pixel', pixel_weight)) if w > 0))   # only the heads in use
+                    embed=tuple(k for k, w in (('patch', patch_weight), ('pixel', pixel_weight)) if w > 0),   # only the heads in use
+                    encoder=encoder)
+
     cb = MSCSConsistency(cps_weight=cps_weight, patch_weight=patch_weight, pixel_weight=pixel_weight, rampup_iters=rampup_iters,
                          threshold=threshold, cps_threshold=cps_threshold, cps_on_labelled=cps_on_labelled, weak=weak,
                          strong=strong, patch_temperature=patch_temperature, pixel_temperature=pixel_temperature,
