@@ -115,6 +115,9 @@ steps = {'supervised': step_time('supervised', lambda: supervised_learner(sup(),
 steps['ideal finetune'] = step_time('ideal finetune', lambda: ideal_learner(tl(), K, stage='finetune', **kw))
 steps['mscs'] = step_time('mscs', lambda: mscs_learner(tl(), K, **kw))
 steps['cps'] = step_time('cps', lambda: mscs_learner(tl(), K, patch_weight=0., pixel_weight=0., **kw))
+# BatchNorm choice: labelled and unlabelled items through BatchNorm apart (split_bn=True, the default: two passes) or together
+steps['ideal finetune, split_bn=False'] = step_time('ideal finetune, split_bn=False', lambda: ideal_learner(tl(), K, stage='finetune', split_bn=False, **kw))
+steps['mscs, split_bn=False'] = step_time('mscs, split_bn=False', lambda: mscs_learner(tl(), K, split_bn=False, **kw))
 steps['meanteacher'] = step_time('meanteacher', lambda: meanteacher_learner(tl(), K, **kw))
 steps['ideal pretrain'] = step_time(f'ideal pretrain (bs {pb})', lambda: ideal_learner(pre(pb), stage='pretrain', **kw))
 steps['mixcl pretrain'] = step_time(f'mixcl pretrain (bs {pb})', lambda: mixcl_learner(on(pooled_dls([PoolSource('hippocampus', unl, prep, info.class_names)], bs=pb, seed=0)), K, stage='pretrain', **kw))
@@ -142,8 +145,8 @@ def ssl4mis_cps_step():
 steps['SSL4MIS cps (two U-Nets)'] = ssl4mis_cps_step()
 print(f"   {'SSL4MIS cps (two U-Nets)':28} {steps['SSL4MIS cps (two U-Nets)']:7.2f} s/step")
 ref = steps['SSL4MIS cps (two U-Nets)']
-print(f"   ratio to the SSL4MIS cps step: ideal finetune {steps['ideal finetune'] / ref:.2f}, mscs {steps['mscs'] / ref:.2f}, "
-      f"cps {steps['cps'] / ref:.2f}")
+print('   ratio to the SSL4MIS cps step: ' + ', '.join(f'{k} {steps[k] / ref:.2f}' for k in
+      ('ideal finetune', 'mscs', 'cps', 'ideal finetune, split_bn=False', 'mscs, split_bn=False')))
 
 print('\n3. prediction (validation and test): slices per second')
 net = UNet(in_ch=1, n_classes=K, base=a.base, depth=4).to(dev).eval()
