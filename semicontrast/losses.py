@@ -116,7 +116,6 @@ class DiceCELoss(nn.Module):
 
     def _batch(self, logits, target) -> torch.Tensor:
         logits, target = _check_seg(logits, target, self.ignore_index)
-
         ii = self.ignore_index
         self.last_terms = {}   # the (detached) terms of the last call, for diagnostics such as `callbacks.FiniteLoss`
         if ii is not None and not (target != ii).any(): return _zero(logits)   # no labelled pixel in the batch

@@ -105,7 +105,6 @@ class SegLearner(Learner):
             raise DataError("this is a pre-training learner: its model gives embeddings, not a segmentation; predict with the "
                             "fine-tuned learner or model.")
         if not isinstance(out, torch.Tensor):
-
             raise DataError(f"this learner's model returns {type(out).__name__}, not a segmentation (a pre-training stage?); "
                             "predict with the fine-tuned learner or model.")
         return out
@@ -118,7 +117,6 @@ class SegLearner(Learner):
         with self.removed_cbs(aside): return super().summary()
 
     def predict(self, item, # a slice (C,h,w) at the model's input size, or a `data.Case` (a whole volume)
-
                ):
         "A slice -> (class map (h,w), probabilities (K,h,w)); a `Case` -> its class map (Z,H,W) in the case's geometry (`metrics.predict_volume`)."
         from semicontrast.metrics import predict_volume
@@ -129,7 +127,6 @@ class SegLearner(Learner):
             if prep is None: raise DataError("predict(case) needs the preprocessing of training (dls.prep); build the loaders with semicontrast's *_dls functions.")
             try: return torch.as_tensor(predict_volume(self.model, item, prep, device=dev))
             except TypeError as e: raise DataError(f"{e} This learner's model gives no segmentation (a pre-training stage?).") from None
-
         x = torch.as_tensor(item, dtype=torch.float32)
         if x.ndim != 3: raise DataError(f"predict: a slice is (C, h, w), got shape {tuple(x.shape)}; for a volume pass its Case.")
         was = self.model.training
@@ -146,11 +143,10 @@ class SegLearner(Learner):
         from semicontrast.viz import panel_grid
         if not self.segments: self._seg(None)
         ds = self.dls[ds_idx].dataset
-
         if not len(ds): raise DataError("show_results: the validation set is empty; pass ds_idx=0 to draw training slices.")
         ys = getattr(ds, 'y', None)
-        order = (torch.argsort((ys != IGNORE_INDEX).flatten(1).sum(1) * (ys > 0).flatten(1).sum(1), descending=True).tolist()
-                 if ys is not None and ys.dtype != torch.float32 else list(range(len(ds))))
+        fg_px = ((ys > 0) & (ys != IGNORE_INDEX)).flatten(1).sum(1) if ys is not None else None   # foreground pixels per slice
+        order = torch.argsort(fg_px, descending=True, stable=True).tolist() if fg_px is not None else list(range(len(ds)))
         rows = []
         for i in order[:max_n]:
             x, y = ds[i][:2]

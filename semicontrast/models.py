@@ -83,7 +83,6 @@ class Encoder(nn.Module):
     @property
     def strides(self) -> tuple: return tuple(2**i for i in range(self.depth + 1))
 
-
     def forward(self, x) -> list:
         "List of `depth+1` feature maps (B, widths[i], H/2**i, W/2**i); the last is the bottleneck."
         _check_input(x, self.in_ch, self.depth)
@@ -255,8 +254,6 @@ class TwoStreamUNet(nn.Module):
         c = dict(in_ch=self.in_ch, n_classes=self.n_classes, ups=list(self.ups), dec_dropout=self.dec_dropout, perturb=self.perturb)
         if not isinstance(self.encoder, Encoder): return dict(c, encoder=describe(self.encoder))
         return dict(c, widths=list(self.widths), dropout=list(self.encoder.dropout))
-
-
 
     @property
     def decoder_a(self) -> Decoder: return self.decoders[0]

@@ -87,10 +87,6 @@ class MSCSNet(nn.Module):
         if getattr(self, '_encoder_spec', False): c['encoder'] = describe(self.encoders[0])
         return c
 
-
-
-
-
     def encoder_of(self, stream:int) -> Encoder: return self.encoders[0 if self.shared_encoder else stream]
 
     def _check_grid(self, bott):
