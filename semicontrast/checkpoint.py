@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelEpochException
-from .core import DataError, load_torch_dict
+from .core import DataError, load_torch_dict, atomic_write
+
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'rng_objects', 'training_state', 'check_model_state', 'load_training_state', 'save_checkpoint',
@@ -121,12 +122,8 @@ def load_training_state(learn, state:dict, where:str='the checkpoint'):
 
 # %% ../nbs/08a_checkpoint.ipynb #fdb9da43
 def save_checkpoint(state:dict, file) -> Path:
-    "Write `state` to `file` atomically (via `file.tmp`)."
-    file = Path(file); file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(file.name + '.tmp')
-    torch.save(state, tmp)
-    os.replace(tmp, file)
-    return file
+    "Write `state` to `file` atomically (`core.atomic_write`: the previous checkpoint stays until the new one is complete)."
+    return atomic_write(file, lambda t: torch.save(state, t))
 
 def load_checkpoint(file, config:dict|None=None, ignore:tuple=()) -> dict:
     "Read a checkpoint with `weights_only=True`; `DataError` if it is missing, unreadable, not ours, or its config differs from `config`."

@@ -4,13 +4,13 @@
 
 # %% ../nbs/00_core.ipynb #b9b7f1f2
 from __future__ import annotations
-import os, random, platform, importlib
+import os, errno, random, platform, importlib
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'RUN_SIZES', 'DataError', 'check_path', 'load_torch_dict', 'set_seed', 'class_map', 'default_device',
-           'run_size', 'package_versions', 'device_info']
+__all__ = ['IGNORE_INDEX', 'RUN_SIZES', 'DataError', 'check_path', 'load_torch_dict', 'os_error', 'atomic_write', 'set_seed',
+           'class_map', 'default_device', 'run_size', 'package_versions', 'device_info']
 
 # %% ../nbs/00_core.ipynb #cc8cdc74
 IGNORE_INDEX = 255  # label value meaning "no ground truth here" (unlabelled items, padding)
@@ -48,6 +48,49 @@ def load_torch_dict(path, # the file
         found = obj.get('format') if isinstance(obj, dict) else type(obj).__name__
         raise DataError(f"'{path}' is not a semicontrast {what} (format {found!r}, expected {fmt!r}); {fix}.")
     return obj
+
+# %% ../nbs/00_core.ipynb #733f852f
+_OS_FIX = {errno.EACCES: "choose a folder you can write to, or change its permissions",
+           errno.EPERM: "choose a folder you can write to, or change its permissions",
+           errno.EROFS: "the file system is read-only; choose a writable folder",
+           errno.ENOSPC: "the disk is full; free some space or choose a folder on another disk",
+           errno.EDQUOT: "your disk quota is exhausted; free some space or choose a folder on another disk"}
+
+def os_error(e:OSError, path, doing:str='write') -> DataError:
+    "A one-line `DataError` for an `OSError` met while doing `doing` to `path`: the path, the cause and the fix."
+    fix = _OS_FIX.get(e.errno, "check the path and the disk")
+    return DataError(f"cannot {doing} '{path}': {e.strerror or type(e).__name__}; {fix}.")
+
+def _umask() -> int:
+    m = os.umask(0o022); os.umask(m)
+    return m
+
+def atomic_write(path, # the file to write; its folder is created
+                 write, # `write(tmp)` writes the whole content to the `Path` it is given
+                 suffix:str='', # ending the temporary file needs (e.g. '.nii.gz' for nibabel)
+                ) -> "Path":
+    "Write `path` through a temporary file beside it and a rename: it is either complete or untouched."
+    from pathlib import Path
+    import tempfile
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.partial' + suffix)
+        os.close(fd)
+    except OSError as e: raise os_error(e, path) from None
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        with open(tmp, 'rb') as f: os.fsync(f.fileno())   # on disk before the rename makes it visible
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise os_error(e, path) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 # %% ../nbs/00_core.ipynb #7e60643b
 def set_seed(seed:int, deterministic:bool=False):

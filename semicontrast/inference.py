@@ -4,12 +4,14 @@
 
 # %% ../nbs/19_inference.ipynb #9777786d
 from __future__ import annotations
-import os, re, time
+import os, time
+
 from pathlib import Path
 import numpy as np
 import torch
-from .core import DataError, check_path, load_torch_dict, package_versions
-from .data import read_nifti
+from .core import DataError, check_path, load_torch_dict, package_versions, atomic_write
+from .data import read_nifti, _nii_files, _stem, _NII_EXT
+
 from .loaders import Preprocess
 from .models import describe, build
 from .method import SegLearner
@@ -24,15 +26,6 @@ __all__ = ['MODEL_FORMAT', 'save_model', 'model_file', 'load_model', 'image_file
 MODEL_FORMAT = 'semicontrast-model-v1'
 _FIX = ("give a model.pth written by `semicontrast run` (or by inference.save_model); a bare state_dict from an older run "
         "cannot say which network it belongs to: retrain, or build the network and load its weights yourself")
-
-def _atomic_save(obj, path:Path):
-    "torch.save to a temporary file beside `path`, then rename: `path` is either complete or untouched."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.partial-{os.getpid()}')
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
 
 def save_model(model:torch.nn.Module, # a registered network (`models.ARCHITECTURES`), e.g. `learn.model`
                path, # the file to write (e.g. 'model.pth')
@@ -50,8 +43,7 @@ def save_model(model:torch.nn.Module, # a registered network (`models.ARCHITECTU
     obj = dict(format=MODEL_FORMAT, arch=spec, state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
                preprocess=prep.to_dict(), class_names=[str(c) for c in class_names], method=method, versions=package_versions(),
                **extra)
-    _atomic_save(obj, Path(path))
-    return Path(path)
+    return atomic_write(path, lambda t: torch.save(obj, t))
 
 def model_file(path) -> Path:
     "The model file of `path`: itself, or `model.pth` in a run folder."
@@ -89,21 +81,17 @@ def export(self:SegLearner, fname='model.pth', # file name (relative to `learn.p
 
 
 # %% ../nbs/19_inference.ipynb #79c99caa
-_NII = re.compile(r'\.nii(\.gz)?$', re.I)
-
-def _stem(p:Path) -> str: return _NII.sub('', p.name)
-
 def image_files(inputs) -> list:
     "The NIfTI files of `inputs`: a file, a folder (its *.nii / *.nii.gz, sorted), or a list of files."
     if isinstance(inputs, (str, os.PathLike)):
         p = check_path(inputs, '--input')
         if p.is_dir():
-            files = sorted(q for q in p.iterdir() if q.is_file() and _NII.search(q.name) and not q.name.startswith('.'))
+            files = _nii_files(p)
             if not files: raise DataError(f"--input '{p}' holds no .nii or .nii.gz file; give a NIfTI file or a folder of them.")
             return files
         inputs = [p]
     files = [check_path(q, '--input', 'file') for q in inputs]
-    bad = [str(q) for q in files if not _NII.search(q.name)]
+    bad = [str(q) for q in files if not q.name.lower().endswith(_NII_EXT)]
     if bad: raise DataError(f"--input {bad[0]} is not a NIfTI file (.nii or .nii.gz); convert it first (e.g. with SimpleITK or dcm2niix).")
     return files
 
@@ -117,11 +105,7 @@ def _write_label(pred:np.ndarray, like:Path, dest:Path):
     hdr.set_data_dtype(np.uint8)
     out = type(img)(arr, img.affine, hdr)
     out.header.set_slope_inter(1, 0)
-    tmp = dest.with_name(f'.{dest.name}.partial-{os.getpid()}.nii.gz')
-    try:
-        nib.save(out, str(tmp))
-        os.replace(tmp, dest)
-    finally: tmp.unlink(missing_ok=True)
+    atomic_write(dest, lambda t: nib.save(out, str(t)), suffix='.nii.gz')
 
 def predict(model, # a model file, a run folder, or `load_model`'s (network, info)
             inputs, # a NIfTI file, a folder of them, or a list of files

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import DataError, load_torch_dict
+from .core import DataError, load_torch_dict, atomic_write
+
 
 # %% auto #0
 __all__ = ['ENCODER_FORMAT', 'ARCHITECTURES', 'FEATURE_PERTURBATIONS', 'unet_widths', 'ConvBlock', 'Encoder',
@@ -298,11 +299,9 @@ def save_encoder(encoder:Encoder, # the encoder to save (e.g. `pretrain_learn.mo
     if not isinstance(encoder, Encoder): raise ValueError(f"save_encoder expects a semicontrast Encoder, got {type(encoder).__name__}.")
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(dict(format=ENCODER_FORMAT, in_ch=encoder.in_ch, widths=list(encoder.widths), dropout=list(encoder.dropout),
-                    state_dict=state, meta=meta), tmp)
-    tmp.replace(path)   # atomic: a crash never leaves a half-written encoder under the final name
-    return path
+    obj = dict(format=ENCODER_FORMAT, in_ch=encoder.in_ch, widths=list(encoder.widths), dropout=list(encoder.dropout),
+               state_dict=state, meta=meta)
+    return atomic_write(path, lambda t: torch.save(obj, t))   # a crash never leaves a half-written encoder under the final name
 
 def load_encoder(path, # a file written by `save_encoder`
                  map_location='cpu', # where the tensors go

@@ -4,8 +4,11 @@
 
 # %% ../nbs/09a_report.ipynb #83ead41c
 from __future__ import annotations
-import json, html, math, os, tempfile
+import json, html, math, os
+
 from pathlib import Path
+from .core import atomic_write
+
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -28,17 +31,9 @@ def _clean(o):
     if isinstance(o, Path): return str(o)
     return o
 
-def atomic_write_text(path, text:str):
-    "Write `text` to `path` through a temporary file in the same folder, then rename (no half-written file)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.remove(tmp)
-        raise
-    return path
+def atomic_write_text(path, text:str) -> Path:
+    "Write `text` to `path` with `core.atomic_write` (complete or untouched, never half-written)."
+    return atomic_write(path, lambda t: t.write_text(text, encoding='utf-8'))
 
 def write_result(result:dict, path) -> Path:
     "Write a result card as JSON (NaN/inf become null), atomically."

@@ -4,12 +4,13 @@
 
 # %% ../nbs/05_superpixels.ipynb #1672c45d
 from __future__ import annotations
-import hashlib, math, numbers, os, re, tempfile, warnings
+import hashlib, math, numbers, os, re, warnings
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import DataError
+from .core import DataError, atomic_write
+
 from .loaders import Preprocess, _plan
 from .augment import warp
 
@@ -141,15 +142,9 @@ class SuperpixelCache:
         return reg
 
     def _write(self, p:Path, key:str, case_id, reg:np.ndarray):
-        fd, tmp = tempfile.mkstemp(prefix=p.stem + '.', suffix='.tmp', dir=self.root)
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                np.savez_compressed(f, regions=reg, key=np.array(key), case_id=np.array(str(case_id)))
-                f.flush(); os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp): os.unlink(tmp)
-            raise
+        def write(t:Path):
+            with open(t, 'wb') as f: np.savez_compressed(f, regions=reg, key=np.array(key), case_id=np.array(str(case_id)))
+        atomic_write(p, write)
 
     def get(self, case_id, # case id (names the file; the key is the content)
             image, # (Z,H,W) numeric volume (numpy or torch) to segment slice by slice

@@ -21,8 +21,8 @@ __all__ = ['class_color', 'label_colorscale', 'slice_viewer', 'case_gallery', 'o
            'similarity_map', 'similarity_explorer', 'similarity_rgb', 'similarity_widget', 'results_table',
            'superpixel_boundaries', 'superpixel_explorer', 'superpixel_rgb', 'superpixel_widget', 'region_samples',
            'region_classes', 'region_embeddings', 'perturbation_panel', 'stream_disagreement', 'disagreement_explorer',
-           'disagreement_curve', 'grid_points', 'class_scatter', 'volume_boxplot', 'prediction_row', 'panel_row',
-           'panel_grid']
+           'disagreement_curve', 'grid_points', 'class_scatter', 'volume_boxplot', 'prediction_row', 'panel_grid',
+           'panel_row']
 
 # %% ../nbs/09_viz.ipynb #fb1cae09
 _PALETTE = ['#e69f00', '#56b4e9', '#009e73', '#f0e442', '#0072b2', '#d55e00', '#cc79a7', '#999999',
@@ -1162,31 +1162,11 @@ def prediction_row(image2d, # (H,W) intensities of the slice (normalised or raw)
     return fig
 
 # %% ../nbs/09_viz.ipynb #61e975dd
-def panel_row(panels:list, # [(title, (H,W) or (C,H,W) image, (H,W) class map or None), ...]
-              title:str='', # figure title
-              height:int=300,
-             ) -> go.Figure:
-    "One row of images, each with its class map blended in (or plain grey), each in its own intensity window."
-    if not panels: raise DataError("panel_row: panels is empty; pass [(title, image, class map or None), ...].")
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[str(t) for t, _, _ in panels], horizontal_spacing=0.02)
-    for i, (t, img, lab) in enumerate(panels, start=1):
-        a = _as_image2d(img, f"panel {t!r}")
-        if lab is not None:
-            lab = _np(lab).astype(np.int64)
-            if lab.shape != a.shape: raise DataError(f"panel_row: panel {t!r} has a class map of shape {lab.shape} for an image of shape {a.shape}.")
-            lab = np.where(lab == IGNORE_INDEX, 0, lab)
-        lo, hi = np.percentile(a, [0.5, 99.5])
-        fig.add_trace(go.Image(z=overlay_rgb(a, lab, lo, hi)), row=1, col=i)
-        fig.update_xaxes(showticklabels=False, row=1, col=i); fig.update_yaxes(showticklabels=False, row=1, col=i)
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60 if title else 30, b=10))
-    return fig
-
-# %% ../nbs/09_viz.ipynb #c55d3f24
 def panel_grid(rows:list, # [[(title, image, class map or None), ...], ...]: one list of panels per row
                title:str='', # figure title
                height_per_row:int=230,
               ) -> go.Figure:
-    "Rows of panels in one figure (each panel as in `panel_row`: its class map blended in, its own intensity window)."
+    "Rows of images in one figure, each with its class map blended in (or plain grey), each in its own intensity window."
     if not rows or not all(rows): raise DataError("panel_grid: rows is empty; pass [[(title, image, class map or None), ...], ...].")
     cols = max(len(r) for r in rows)
     fig = make_subplots(rows=len(rows), cols=cols, subplot_titles=[str(p[0]) for r in rows for p in (list(r) + [('', None, None)] * (cols - len(r)))],
@@ -1204,6 +1184,16 @@ def panel_grid(rows:list, # [[(title, image, class map or None), ...], ...]: one
     fig.update_layout(title=title, height=height_per_row * len(rows) + 40, margin=dict(l=10, r=10, t=60 if title else 30, b=10))
     return fig
 
+def panel_row(panels:list, # [(title, (H,W) or (C,H,W) image, (H,W) class map or None), ...]
+              title:str='', # figure title
+              height:int=300,
+             ) -> go.Figure:
+    "One row of images: `panel_grid` with a single row."
+    if not panels: raise DataError("panel_row: panels is empty; pass [(title, image, class map or None), ...].")
+    return panel_grid([panels], title=title, height_per_row=height - 40)
+
+
+# %% ../nbs/09_viz.ipynb #c55d3f24
 @patch
 def show_batch(self:SegDataLoaders, b=None, # a batch (x, y, ...) to draw; default: the loader's first batch
                max_n:int=8, # items drawn

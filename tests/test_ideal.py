@@ -38,7 +38,7 @@ def test_encoder_round_trip_keeps_architecture_weights_and_meta(tmp_path):
     x = torch.randn(3, 2, 32, 32)
     with torch.no_grad():
         for a, b in zip(enc(x), enc2(x)): torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert not list(tmp_path.glob('sub/*.tmp'))   # written atomically
+    assert [q.name for q in (tmp_path/'sub').iterdir()] == [p.name]   # written atomically: no temporary file left
 
 
 @pytest.mark.parametrize('content, needle', [

@@ -120,7 +120,7 @@ def test_cache_hit_miss_repair(tmp_path, hippo):
     v2 = vol.copy(); v2[1, 3, 3] += 5
     c.get(hippo.id, v2); assert c.misses == 5
     c.get(hippo.id, vol.astype(np.float64)); assert c.misses == 6
-    assert len(c) == 6 and not list((tmp_path / 'sp').glob('*.tmp'))
+    assert len(c) == 6 and not [q for q in (tmp_path / 'sp').iterdir() if q.name.startswith('.')]   # no temporary file left
     # truncated entry: warning naming the file, recomputed, rewritten
     p = c.path(hippo.id, vol)
     p.write_bytes(p.read_bytes()[:50])
