@@ -7,13 +7,13 @@ four poolings), on the embedded hippocampus data, it prints measured figures:
   2. each method's training step (forward, losses, backward, optimiser step; data loading excluded), mean over
      `--steps` steps after one warm-up step (pre-training batches of `--pretrain-bs` slices), with the peak memory, and the SSL4MIS cross pseudo-supervision step written from its published
      description (two whole U-Nets, SGD 0.01, each trained on the 12 labelled slices and on the other's argmax on all
-     24): the ratio of the IDEAL and MSCS fine-tuning steps to it;
+     24), timed side by side with the IDEAL, MSCS and cps steps in interleaved rounds: the ratio of each to it;
   3. a prediction pass (validation) in slices per second;
   4. the projected wall time of every shipped protocol preset: its steps x the measured step time of the method, plus
      its validations (iters / valid_every passes over `--valid-slices` slices, an assumption printed with it).
 A projection is arithmetic on measured step costs, not a run: it says how long the preset would take on this machine.
 
-    OMP_NUM_THREADS=2 python benchmarks/throughput.py [--steps 3] [--device cpu] [--valid-slices 1000]
+    OMP_NUM_THREADS=2 python benchmarks/throughput.py [--steps 3] [--rounds 3] [--device cpu] [--valid-slices 1000]
 """
 import argparse, gc, resource, time
 import numpy as np
@@ -32,7 +32,8 @@ from semicontrast.learner import (supervised_learner, ideal_learner, mscs_learne
 from semicontrast.protocols import load_protocols
 
 p = argparse.ArgumentParser()
-p.add_argument('--steps', type=int, default=3, help='timed training steps per method (after one warm-up step)')
+p.add_argument('--steps', type=int, default=3, help='timed training steps per method (after one warm-up step); per round for the two-stream steps')
+p.add_argument('--rounds', type=int, default=3, help='rounds of the side-by-side two-stream step comparison')
 p.add_argument('--device', default='cpu')
 p.add_argument('--size', type=int, default=256, help='slices are zoomed to size x size')
 p.add_argument('--bs', type=int, default=12, help='labelled (and unlabelled) slices per batch')
@@ -75,16 +76,21 @@ class StepTimer(Callback):
         if self.training: sync(); self.times.append(time.perf_counter() - self.t)
 
 
-def step_time(name, make):
-    "Build a learner with `make()`, time `--steps` steps after one warm-up step (no validation), print and return the mean."
-    learn = make()
-    learn.dls.loaders[0] = iteration_dl(learn.dls.train, a.steps + 1)
+def learner_times(learn, n):
+    "Seconds of `n` training steps of `learn` (data loading and validation excluded)."
+    base = learn.__dict__.setdefault('bench_train', learn.dls.train)   # its own loader; the timed ones are copies
+    learn.dls.loaders[0] = iteration_dl(base, n)
     timer = StepTimer()
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=[timer])
-    t = float(np.mean(timer.times[1:]))
+    return timer.times
+
+
+def step_time(name, make):
+    "Build a learner with `make()`, time `--steps` steps after one warm-up step (no validation), print and return the mean."
+    t = float(np.mean(learner_times(make(), a.steps + 1)[1:]))
     peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == 'cuda' else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f'   {name:28} {t:7.2f} s/step   (peak memory so far {peak:.1f} GiB)', flush=True)
-    del learn; gc.collect()
+    gc.collect()
     return t
 
 
@@ -112,41 +118,59 @@ pb = a.pretrain_bs
 step_time('(warm-up, not counted)', lambda: ideal_learner(tl(), K, stage='finetune', **kw))   # measured: the first large
 # two-stream step timed in a process was about 1.3x slower than the same method timed again later (cause not measured)
 steps = {'supervised': step_time('supervised', lambda: supervised_learner(sup(), K, **kw))}
-steps['ideal finetune'] = step_time('ideal finetune', lambda: ideal_learner(tl(), K, stage='finetune', **kw))
-steps['mscs'] = step_time('mscs', lambda: mscs_learner(tl(), K, **kw))
-steps['cps'] = step_time('cps', lambda: mscs_learner(tl(), K, patch_weight=0., pixel_weight=0., **kw))
-# BatchNorm choice: labelled and unlabelled items through BatchNorm apart (split_bn=True, the default: two passes) or together
-steps['ideal finetune, split_bn=False'] = step_time('ideal finetune, split_bn=False', lambda: ideal_learner(tl(), K, stage='finetune', split_bn=False, **kw))
-steps['mscs, split_bn=False'] = step_time('mscs, split_bn=False', lambda: mscs_learner(tl(), K, split_bn=False, **kw))
 steps['meanteacher'] = step_time('meanteacher', lambda: meanteacher_learner(tl(), K, **kw))
 steps['ideal pretrain'] = step_time(f'ideal pretrain (bs {pb})', lambda: ideal_learner(pre(pb), stage='pretrain', **kw))
 steps['mixcl pretrain'] = step_time(f'mixcl pretrain (bs {pb})', lambda: mixcl_learner(on(pooled_dls([PoolSource('hippocampus', unl, prep, info.class_names)], bs=pb, seed=0)), K, stage='pretrain', **kw))
 steps['lrc pretrain'] = step_time(f'lrc pretrain (bs {pb})', lambda: lrc_learner(on(region_dls(unl, parts['valid'], prep, bs=pb, seed=0)), K, stage='pretrain', **kw))
 
 
-def ssl4mis_cps_step():
+class SSL4MISCPS:
     "SSL4MIS's CPS step as published: two U-Nets, SGD 0.01 momentum 0.9 wd 1e-4, sup on 12 labelled + 0.1 x CPS on 24."
-    nets = [UNet(in_ch=1, n_classes=K, base=a.base, depth=4).to(dev).train() for _ in range(2)]
-    opts = [torch.optim.SGD(n.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4) for n in nets]
-    sup_loss, x, y = DiceCELoss(), *[t.to(dev) for t in next(iter(tl().train))[:2]]
-    y = y.as_subclass(torch.Tensor)
-    lab = (y != 255).flatten(1).any(1)
-    times = []
-    for i in range(a.steps + 1):
-        sync(); t = time.perf_counter()
-        la, lb = (n(x.as_subclass(torch.Tensor)) for n in nets)
-        loss = sup_loss(la[lab], y[lab]) + sup_loss(lb[lab], y[lab]) + 0.1 * cross_pseudo_loss(la, lb)
-        for o in opts: o.zero_grad()
-        loss.backward()
-        for o in opts: o.step()
-        sync(); times.append(time.perf_counter() - t)
-    return float(np.mean(times[1:]))
+    def __init__(self):
+        self.nets = [UNet(in_ch=1, n_classes=K, base=a.base, depth=4).to(dev).train() for _ in range(2)]
+        self.opts = [torch.optim.SGD(n.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4) for n in self.nets]
+        self.sup_loss, x, y = DiceCELoss(), *[t.to(dev) for t in next(iter(tl().train))[:2]]
+        self.x, self.y = x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor)
+        self.lab = (self.y != 255).flatten(1).any(1)
 
-steps['SSL4MIS cps (two U-Nets)'] = ssl4mis_cps_step()
-print(f"   {'SSL4MIS cps (two U-Nets)':28} {steps['SSL4MIS cps (two U-Nets)']:7.2f} s/step")
+    def times(self, n):
+        out = []
+        for i in range(n):
+            sync(); t = time.perf_counter()
+            la, lb = (net(self.x) for net in self.nets)
+            loss = (self.sup_loss(la[self.lab], self.y[self.lab]) + self.sup_loss(lb[self.lab], self.y[self.lab])
+                    + 0.1 * cross_pseudo_loss(la, lb))
+            for o in self.opts: o.zero_grad()
+            loss.backward()
+            for o in self.opts: o.step()
+            sync(); out.append(time.perf_counter() - t)
+        return out
+
+
+# The two-stream steps side by side: every model is built once, then the rounds take one warm-up and `--steps` timed
+# steps of each in turn (the order rotated each round), so that drifts of the machine (other processes, caches, clock)
+# fall on all of them alike; the figure is the median over all timed steps.
+# BatchNorm choice: labelled and unlabelled items through BatchNorm apart (split_bn=True, the default: two passes) or together.
+print(f'\n   two-stream steps side by side ({a.rounds} rounds of {a.steps} steps each, median):')
+pairs = {'ideal finetune': lambda: ideal_learner(tl(), K, stage='finetune', **kw),
+         'ideal finetune, split_bn=False': lambda: ideal_learner(tl(), K, stage='finetune', split_bn=False, **kw),
+         'mscs': lambda: mscs_learner(tl(), K, **kw),
+         'mscs, split_bn=False': lambda: mscs_learner(tl(), K, split_bn=False, **kw),
+         'cps': lambda: mscs_learner(tl(), K, patch_weight=0., pixel_weight=0., **kw)}
+runners = {k: (lambda n, L=make(): learner_times(L, n)) for k, make in pairs.items()}
+ssl = SSL4MISCPS(); runners['SSL4MIS cps (two U-Nets)'] = ssl.times
+got = {k: [] for k in runners}
+names = list(runners)
+for r in range(a.rounds):
+    for k in names[r % len(names):] + names[:r % len(names)]:
+        got[k] += runners[k](a.steps + 1)[1:]
+for k in names:
+    steps[k] = float(np.median(got[k]))
+    print(f'   {k:32} {steps[k]:7.2f} s/step  (steps {min(got[k]):.2f} to {max(got[k]):.2f} s)', flush=True)
 ref = steps['SSL4MIS cps (two U-Nets)']
 print('   ratio to the SSL4MIS cps step: ' + ', '.join(f'{k} {steps[k] / ref:.2f}' for k in
       ('ideal finetune', 'mscs', 'cps', 'ideal finetune, split_bn=False', 'mscs, split_bn=False')))
+del runners, ssl; gc.collect()
 
 print('\n3. prediction (validation and test): slices per second')
 net = UNet(in_ch=1, n_classes=K, base=a.base, depth=4).to(dev).eval()

@@ -170,7 +170,7 @@ def ideal_learner(dls:DataLoaders, # stage 1: `pretrain_dls(...)`; stage 2: `two
                   max_anchors:int|None=None, views=None, # anchors sampled per batch (None: all); the view maker
                   # stage 2 (two-stream fine-tuning)
                   ups=('transpose', 'bilinear'), # the two decoders' up-sampling [V: two different decoders; R: which]
-                  perturb:float=0.1, # std of the Gaussian input noise drawn per stream [R]
+                  perturb:float=0.3, # r of the feature noise f * (1 + U(-r, r)) each decoder gets, its own draw [R: CCT's r]
                   dec_dropout:float=0.0, # dropout in the decoders
                   cps_weight:float=0.1, # final weight of the cross pseudo-supervision term [R: SSL4MIS CPS]
                   rampup_iters:int|None=None, # sigmoid ramp length in steps (None: the whole fit)
@@ -227,5 +227,5 @@ IDEAL = register(Method(
     stages=(Stage('pretrain', _pretrain, epochs='pretrain_epochs'), Stage('finetune', _finetune)),
     options=learner_options(ideal_learner, 'temperature', 'momentum', 'global_weight', 'perturb', 'cps_weight', 'threshold',
                             'split_bn', temperature=dict(low=1e-6), global_weight=dict(low=0), cps_weight=dict(low=0),
-                            perturb=dict(low=0)),
+                            perturb=dict(low=0, below=1)),
     needs_unlabelled=True, learner=ideal_learner))

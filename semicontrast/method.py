@@ -206,13 +206,14 @@ _TYPES = {'float': float, 'int': int, 'str': str, 'bool': bool}
 
 @dataclass(frozen=True)
 class Option:
-    "One setting of a method: default, one-line help, type, and optional choices / lower bound."
+    "One setting of a method: default, one-line help, type, and optional choices / bounds."
     name:str                 # Python keyword; the command-line flag is '--' + name with dashes
     default:object = None    # the value when not given
     help:str = ''            # one line, shown by `--help` and in the docs
     type:type = None         # float, int, str or bool (None: a string, repeatable when `many`)
     choices:tuple = None     # allowed values (None: any)
     low:float = None         # smallest allowed value (None: no bound)
+    below:float = None       # values must be smaller than this (None: no bound)
     many:bool = False        # a list, given by repeating the flag
     @property
     def flag(self) -> str: return '--' + self.name.replace('_', '-')
@@ -225,6 +226,7 @@ class Option:
         if self.choices is not None and v not in self.choices:
             raise DataError(f"{self.flag} {value!r}: use one of {', '.join(map(str, self.choices))}.")
         if self.low is not None and not v >= self.low: raise DataError(f"{self.flag} {value}: give a value >= {self.low}.")
+        if self.below is not None and not v < self.below: raise DataError(f"{self.flag} {value}: give a value < {self.below}.")
         return v
 
 def _type_of(p:inspect.Parameter):

@@ -14,10 +14,10 @@ from .core import DataError, load_torch_dict, atomic_write
 
 
 # %% auto #0
-__all__ = ['ENCODER_FORMAT', 'ARCHITECTURES', 'FEATURE_PERTURBATIONS', 'unet_widths', 'ConvBlock', 'Encoder',
-           'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights', 'UNet', 'split_groups', 'TwoStreamUNet',
-           'save_encoder', 'load_encoder', 'register_architecture', 'describe', 'build', 'BasicUNetEncoder',
-           'FeatureUNet', 'FeaturePerturbation']
+__all__ = ['FEATURE_PERTURBATIONS', 'ENCODER_FORMAT', 'ARCHITECTURES', 'unet_widths', 'ConvBlock', 'Encoder',
+           'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights', 'UNet', 'FeaturePerturbation', 'split_groups',
+           'TwoStreamUNet', 'save_encoder', 'load_encoder', 'register_architecture', 'describe', 'build',
+           'BasicUNetEncoder', 'FeatureUNet']
 
 # %% ../nbs/02_models.ipynb #b92945ed
 def unet_widths(base:int=16, # channels of the first (full-resolution) level
@@ -191,6 +191,28 @@ class UNet(nn.Module):
         logits, dec = self.decode(enc, return_features=True)
         return dict(enc=enc, dec=dec, logits=logits)
 
+# %% ../nbs/02_models.ipynb #3db4e15d
+FEATURE_PERTURBATIONS = ('noise', 'dropout', 'none')
+
+class FeaturePerturbation(nn.Module):
+    "Perturb a feature map in training only: uniform multiplicative noise or channel dropout; the identity in eval mode."
+    def __init__(self, kind:str='noise', # 'noise', 'dropout' or 'none'
+                 noise:float=0.3, # r of the noise: f * (1 + U(-r, r)) [D: CCT/SSL4MIS]
+                 p:float=0.5, # channel dropout probability [D: CCT/SSL4MIS]
+                ):
+        super().__init__()
+        if kind not in FEATURE_PERTURBATIONS: raise ValueError(f"kind={kind!r}: use one of {', '.join(FEATURE_PERTURBATIONS)}.")
+        if not 0 <= float(noise) < 1: raise ValueError(f"noise={noise}: the noise range r must be in [0, 1) (factors 1 +- r stay positive).")
+        if not 0 <= float(p) < 1: raise ValueError(f"p={p}: a dropout probability must be in [0, 1).")
+        self.kind, self.noise, self.p = kind, float(noise), float(p)
+
+    def forward(self, x):
+        if not self.training or self.kind == 'none': return x
+        if self.kind == 'noise': return x * (1 + (torch.rand_like(x) * 2 - 1) * self.noise)
+        return F.dropout2d(x, self.p, training=True)
+
+    def extra_repr(self): return f"kind={self.kind!r}, noise={self.noise}, p={self.p}"
+
 # %% ../nbs/02_models.ipynb #1a1265c6
 import math
 
@@ -229,12 +251,12 @@ class TwoStreamUNet(nn.Module):
                  dropout=None, # encoder dropout per level (None: SSL4MIS schedule); unused with `encoder`
                  encoder:Encoder|None=None, # a (pre-trained) `Encoder` to share; its weights are kept
                  dec_dropout:float=0.0, # dropout inside both decoders
-                 perturb:float=0.0, # std of Gaussian input noise, drawn per stream, training only (0: off)
+                 perturb:float=0.0, # r of the feature noise f * (1 + U(-r, r)) each decoder gets, its own draw; training only (0: off)
                 ):
         super().__init__()
         ups = tuple(ups)
         if len(ups) != 2: raise ValueError(f"ups must name exactly two decoders, e.g. ('transpose', 'bilinear'), got {ups}.")
-        if not float(perturb) >= 0: raise ValueError(f"perturb is a noise standard deviation and must be >= 0, got {perturb}.")
+        if not 0 <= float(perturb) < 1: raise ValueError(f"perturb is the feature noise range r and must be in [0, 1), got {perturb}.")
         if encoder is not None:
             encoder = check_feature_encoder(encoder)
             if widths is not None and tuple(int(w) for w in widths) != encoder.widths:
@@ -248,6 +270,7 @@ class TwoStreamUNet(nn.Module):
         self.widths, self.in_ch, self.n_classes = self.encoder.widths, self.encoder.in_ch, int(n_classes)
         self.depth, self.ups, self.perturb = len(self.widths) - 1, ups, float(perturb)
         self.decoders = nn.ModuleList([init_weights(Decoder(self.widths, n_classes, u, dec_dropout)) for u in ups])
+        self.noise = FeaturePerturbation('noise', self.perturb)   # identity in evaluation (and when r = 0)
         self.dec_dropout = float(dec_dropout)
 
     def config(self) -> dict:
@@ -261,9 +284,6 @@ class TwoStreamUNet(nn.Module):
     @property
     def decoder_b(self) -> Decoder: return self.decoders[1]
 
-    def _noisy(self, x):
-        return x + self.perturb * torch.randn_like(x) if (self.training and self.perturb > 0) else x
-
     def streams(self, x, # (B, C, H, W) input of stream a
                 x_b=None, # input of stream b (default: `x`)
                 groups=None, # (B,) bool, training only: run each group of items apart (BatchNorm statistics per group)
@@ -272,10 +292,9 @@ class TwoStreamUNet(nn.Module):
         return split_groups(self._streams, groups if self.training else None, x, x if x_b is None else x_b)
 
     def _streams(self, xa, xb) -> tuple:
-        if xb is xa and not (self.training and self.perturb > 0):   # one input: the shared encoder runs once
-            feats = self.encoder(xa)
-            return tuple(dec(feats) for dec in self.decoders)
-        return tuple(dec(self.encoder(self._noisy(x))) for dec, x in zip(self.decoders, (xa, xb)))
+        feats = self.encoder(xa)   # one input: the shared encoder runs once for both streams
+        fb = feats if xb is xa else self.encoder(xb)
+        return tuple(dec([self.noise(f) for f in fs]) for dec, fs in zip(self.decoders, (feats, fb)))
 
     @staticmethod
     def ensemble(logits_a, logits_b):
@@ -384,25 +403,3 @@ class FeatureUNet(nn.Module):
         return dict(encoder=describe(self.encoder), n_classes=self.n_classes, up=self.up, dec_dropout=self.dec_dropout)
 
 register_architecture(Encoder); register_architecture(BasicUNetEncoder); register_architecture(FeatureUNet)
-
-# %% ../nbs/02_models.ipynb #3db4e15d
-FEATURE_PERTURBATIONS = ('noise', 'dropout', 'none')
-
-class FeaturePerturbation(nn.Module):
-    "Perturb a feature map in training only: uniform multiplicative noise or channel dropout; the identity in eval mode."
-    def __init__(self, kind:str='noise', # 'noise', 'dropout' or 'none'
-                 noise:float=0.3, # r of the noise: f * (1 + U(-r, r)) [D: CCT/SSL4MIS]
-                 p:float=0.5, # channel dropout probability [D: CCT/SSL4MIS]
-                ):
-        super().__init__()
-        if kind not in FEATURE_PERTURBATIONS: raise ValueError(f"kind={kind!r}: use one of {', '.join(FEATURE_PERTURBATIONS)}.")
-        if not 0 <= float(noise) < 1: raise ValueError(f"noise={noise}: the noise range r must be in [0, 1) (factors 1 +- r stay positive).")
-        if not 0 <= float(p) < 1: raise ValueError(f"p={p}: a dropout probability must be in [0, 1).")
-        self.kind, self.noise, self.p = kind, float(noise), float(p)
-
-    def forward(self, x):
-        if not self.training or self.kind == 'none': return x
-        if self.kind == 'noise': return x * (1 + (torch.rand_like(x) * 2 - 1) * self.noise)
-        return F.dropout2d(x, self.p, training=True)
-
-    def extra_repr(self): return f"kind={self.kind!r}, noise={self.noise}, p={self.p}"
