@@ -11,7 +11,6 @@ import torch
 from fastai.callback.core import Callback, CancelEpochException
 from .core import DataError, load_torch_dict, atomic_write
 
-
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'rng_objects', 'training_state', 'check_model_state', 'load_training_state', 'save_checkpoint',
            'load_checkpoint', 'Checkpoint', 'ResumeFrom']

@@ -4,12 +4,11 @@
 
 # %% ../nbs/10_cli.ipynb #fdfb6750
 from __future__ import annotations
-import argparse, contextlib, datetime, inspect, os, re, shlex, shutil, sys, tempfile, time
+import argparse, contextlib, datetime, inspect, json, math, numbers, os, platform, re, shlex, shutil, signal, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
-
-from .core import DataError, set_seed, default_device, device_info, package_versions
+from .core import DataError, set_seed, default_device, device_info, package_versions, os_error, fingerprint, cases_fingerprint
 from .data import load_dataset, distance_unit, FORMATS
 from .splits import Split, make_split, split_from_lists, LIST_CONVENTION
 from .loaders import auto_preprocess, Preprocess, CT_WINDOW
@@ -19,12 +18,12 @@ from .distributed import world_size, is_distributed, init_from_env, rank
 from .method import METHODS, RunContext, valid_cadence
 from .protocols import get_protocol, apply_protocol, load_protocols
 from .report import write_result, write_report
-from .inference import save_model, predict
+from .inference import predict
 import semicontrast.learner   # imports every method module, which registers the method (the list of methods lives there)
 
 # %% auto #0
-__all__ = ['SIZES', 'AUGMENTS', 'GRAD_SYNCS', 'SCHEDULES', 'OPTIMISERS', 'OUTPUTS', 'run_experiment', 'summary_table',
-           'UsageError', 'build_parser', 'main', 'torchrun_main']
+__all__ = ['SIZES', 'AUGMENTS', 'GRAD_SYNCS', 'SCHEDULES', 'OPTIMISERS', 'OUTPUTS', 'LOCK', 'run_experiment', 'summary_table',
+           'UsageError', 'build_parser', 'main', 'Terminated', 'torchrun_main']
 
 # %% ../nbs/10_cli.ipynb #f1e43a04
 SIZES = {
@@ -39,17 +38,23 @@ SCHEDULES = ('one_cycle', 'poly')   # learning-rate schedules: fastai's one cycl
 OPTIMISERS = ('adam', 'sgd')        # Adam (default), or SSL4MIS's SGD with momentum 0.9 and L2 weight decay
 
 # %% ../nbs/10_cli.ipynb #2e77a696
-OUTPUTS = ('result.json', 'report.html', 'split.json', 'model.pth', 'encoder.pth')  # the files a run writes into --out
+OUTPUTS = ('result.json', 'report.html', 'split.json', 'model.pth', 'encoder.pth', 'models')  # what a run writes into --out (models/: best and last weights)
+LOCK = '.semicontrast.lock'   # in --out while a run writes there
 
 def _method(name:str):
     if name not in METHODS: raise DataError(f"unknown method '{name}'. Available: {', '.join(METHODS)}.")
     return METHODS[name]
 
-def _check_out(out, resume:bool, overwrite:bool) -> tuple:
-    "The output folder and the checkpoints an interrupted run left in it; refuse what would lose a result."
+def _out_folder(out) -> Path:
+    "`--out` as a `Path`, refused when it names a file."
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out '{out}' is a file; give a folder (it will hold result.json, report.html, split.json and the weights).")
+    return out
+
+def _check_out(out, resume:bool, overwrite:bool) -> tuple:
+    "The output folder and the checkpoints an interrupted run left in it; refuse what would lose a result or a file."
+    out = _out_folder(out)
     ckdir = out/'checkpoints'
     found = sorted(ckdir.glob('*.pth')) if ckdir.is_dir() else []
     if resume:
@@ -61,17 +66,45 @@ def _check_out(out, resume:bool, overwrite:bool) -> tuple:
                         "to continue it with the same settings, or --overwrite to start over.")
     if (out/'result.json').exists() and not (overwrite or resume):
         raise DataError(f"'{out/'result.json'}' already holds a result; choose another --out or pass --overwrite.")
+    theirs = [n for n in OUTPUTS if (out/n).exists()]
+    if theirs and not (overwrite or resume):   # files of that name that are not a run's result: the user's, never replaced unasked
+        raise DataError(f"--out '{out}' holds {', '.join(theirs)}, which this run would replace; move them, choose another --out, "
+                        "or pass --overwrite.")
     return out, found
+
+def _device(device) -> torch.device:
+    "The run's device, checked before any data is read: a name torch knows, and hardware this machine has."
+    if device is None: return default_device()
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError): raise DataError(f"--device {device!r}: give cpu, cuda, cuda:1, mps, ...") from None
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise DataError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU on this machine; use --device cpu, or leave --device out.")
+    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DataError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0.")
+    if dev.type == 'mps' and not torch.backends.mps.is_available():
+        raise DataError(f"--device {device}: Apple's MPS is not available here; use --device cpu, or leave --device out.")
+    return dev
+
+def _check_numbers(g:dict):
+    "The numeric arguments a user can get wrong, checked before anything runs: whole numbers >= 1 (or 0 for the seed), a positive finite rate."
+    for k, low in (('seed', 0), ('bs', 1), ('base', 1), ('depth', 1)):
+        v = g.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low):
+            raise DataError(f"--{k} {v}: give a whole number of {low} or more.")
+    v = g.get('lr')
+    if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0):
+        raise DataError(f"--lr {v}: give a positive learning rate, e.g. 1e-3 (a negative one would climb the loss).")
 
 def _settings(m, smoke:bool, given:dict, options:dict) -> dict:
     "The run's configuration: the protocol settings (size defaults unless given) and the method's options, all checked."
     size = 'smoke' if smoke else 'full'
     d, g = SIZES[size], given
+    _check_numbers(g)
     cfg = dict(method=m.name, size=size, seed=g['seed'],
                labeled=d['labeled'] if g['labeled'] is None else g['labeled'], valid=d['valid'] if g['valid'] is None else g['valid'],
                test=d['test'] if g['test'] is None else g['test'], unlabeled=g['unlabeled'],
-               epochs=d['epochs'] if g['epochs'] is None else g['epochs'], bs=g['bs'] or d['bs'], lr=g['lr'] or d['lr'],
-               base=g['base'] or d['base'], depth=g['depth'] or d['depth'], augment=g['augment'], quiet=g['quiet'],
+               epochs=d['epochs'] if g['epochs'] is None else g['epochs'], bs=_given(g['bs'], d['bs']), lr=_given(g['lr'], d['lr']),
+               base=_given(g['base'], d['base']), depth=_given(g['depth'], d['depth']), augment=g['augment'], quiet=g['quiet'],
                out=str(g['out']), resume=bool(g['resume']), precision=g['precision'], grad_sync=g['grad_sync'],
                iters=g['iters'], valid_every=g['valid_every'], schedule=g['schedule'], opt=g['opt'], test_on=g['test_on'],
                spacing=_spacing(g['spacing']))
@@ -108,6 +141,8 @@ def _settings(m, smoke:bool, given:dict, options:dict) -> dict:
         raise DataError(f"--unlabeled {u}: {m.name} trains its second stream on unlabelled patients; leave --unlabeled "
                         "unset (all the rest) or give a positive number, or run supervised.")
     return cfg
+
+def _given(v, default): return default if v is None else v
 
 def _input_size(hw, depth:int, flag:str='--size'):
     "A checked --size (or --crop) (H, W): two positive multiples of 2**depth (the U-Net pools `depth` times), or None for the automatic policy."
@@ -231,28 +266,44 @@ def run_experiment(method:str='supervised', # a key of `METHODS` (see `semicontr
     arguments = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)   # to rerun: run_experiment(**card['arguments'])
                  for k, v in dict(given, **options).items()}
     m = _method(method)
-    out, found = _check_out(out, resume, overwrite)
+    out = _out_folder(out)
     cfg = _settings(m, smoke, given, options)
     window = _window(window)
-    device = torch.device(device) if device else default_device()
-    set_seed(seed)
-    cases, info, split, parts, prep = _load_and_split(m, data, fmt, split_file, cfg, SIZES[cfg['size']]['max_cases'], window, quiet)
-    t_load = time.time()
-    # Everything is written to a staging folder beside `out` and moved into `out` only once complete (see `_publish`):
-    # a run that fails or is interrupted leaves `out`, and any earlier result in it, as it was.
-    out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f'.{out.resolve().name}.partial-', dir=out.resolve().parent))
-    if found and not resume:
-        for p in found: p.unlink()   # --overwrite: start over
+    device = _device(device)
+    made = not out.exists()
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise os_error(e, out, 'create') from None
+    try: lock = _lock(out, command)
+    except DataError:
+        if made: shutil.rmtree(out, ignore_errors=True)
+        raise
+    ok = False
     try:
-        ctx = RunContext(parts, prep, info, cfg, device, stage, method=m)
-        result = _run_in(ctx, cases, split, smoke, command, t0, t_load, arguments=arguments,
-                         resumed=dict(checkpoints=[p.name for p in found]) if resume else None, protocol=protocol_record)
-        _publish(stage, out)
-    finally: shutil.rmtree(stage, ignore_errors=True)
-    ckdir = out/'checkpoints'
-    for p in ckdir.glob('*.pth'): p.unlink()   # the run is complete: its checkpoints can no longer be resumed
-    if ckdir.is_dir() and not any(ckdir.iterdir()): ckdir.rmdir()
+        for note in _recover(out): print(f"semicontrast: {note}", file=sys.stderr)
+        out, found = _check_out(out, resume, overwrite)   # now that no other run can write here
+        set_seed(seed)
+        cases, info, split, parts, prep = _load_and_split(m, data, fmt, split_file, cfg, SIZES[cfg['size']]['max_cases'], window, quiet)
+        cfg.update(_data_identity(info, cases, split))   # recorded in checkpoints: --resume refuses other data or another split
+        t_load = time.time()
+        # Everything is written to a staging folder inside `out` (so on its file system) and moved into place only once
+        # complete (see `_publish`): a run that fails or is interrupted leaves `out`, and any earlier result in it, as it was.
+        try: stage = Path(tempfile.mkdtemp(prefix='.partial-', dir=out))
+        except OSError as e: raise os_error(e, out, 'write into') from None
+        if found and not resume:
+            for p in found: p.unlink()   # --overwrite: start over
+        try:
+            ctx = RunContext(parts, prep, info, cfg, device, stage, method=m)
+            result = _run_in(ctx, cases, split, smoke, command, t0, t_load, arguments=arguments,
+                             resumed=dict(checkpoints=[p.name for p in found]) if resume else None, protocol=protocol_record)
+            _publish(stage, out)
+        finally: shutil.rmtree(stage, ignore_errors=True)
+        ckdir = out/'checkpoints'
+        for p in ckdir.glob('*.pth'): p.unlink()   # the run is complete: its checkpoints can no longer be resumed
+        if ckdir.is_dir() and not any(ckdir.iterdir()): ckdir.rmdir()
+        ok = True
+    finally:
+        lock.unlink(missing_ok=True)
+        if made and not ok and not any(out.iterdir()): out.rmdir()   # a failed first run leaves no empty folder behind
     return result
 
 _PARAMS = inspect.signature(run_experiment).parameters   # what a protocol may set, and the defaults it fills
@@ -264,21 +315,82 @@ def _cli_names(msg:str) -> str:
         msg = re.sub(rf'\b{a}\b', b, msg)
     return msg.replace('make_split: ', 'cannot split the patients into test, validation, labelled and unlabelled parts: ', 1)
 
+def _data_identity(info, cases, split) -> dict:
+    "What a resumed run must find again: the dataset (name, format, folder, number of cases, content) and the split's parts."
+    parts = json.dumps({p: split.ids(p) for p in ('labelled', 'unlabelled', 'valid', 'test')})
+    return dict(data_name=info.name, data_format=info.format, data_path=None if info.path is None else str(Path(info.path).resolve()),
+                data_cases=len(cases), data_content=cases_fingerprint(cases), split_content=fingerprint(np.frombuffer(parts.encode(), np.uint8)))
+
+def _remove(p:Path):
+    "Delete a file or a folder tree (a run's own output)."
+    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+    else: p.unlink(missing_ok=True)
+
 def _publish(stage:Path, out:Path):
-    "Move a finished run from `stage` into `out`: the old card goes first and the new one last, so `out` never shows a card with files that are not its own."
-    out.mkdir(parents=True, exist_ok=True)
-    (out/'result.json').unlink(missing_ok=True)
-    made = {p.name for p in stage.iterdir()}
-    for name in OUTPUTS:   # outputs of an earlier run that this one does not replace (encoder.pth of an earlier ideal run)
-        if name not in made and (out/name).is_file(): (out/name).unlink()
-    for p in sorted(stage.iterdir(), key=lambda p: p.name == 'result.json'):
-        if p.is_dir() and (out/p.name).is_dir(): shutil.rmtree(out/p.name)
-        os.replace(p, out/p.name)
+    "Move a finished run from `stage` (inside `out`) into `out`: the earlier outputs step aside (card first), the new ones come in (card last), and only then are the earlier ones deleted; on any failure the earlier result is put back."
+    prev = Path(tempfile.mkdtemp(prefix='.previous-', dir=out))
+    old, new = [], []
+    try:
+        for n in sorted(OUTPUTS, key=lambda n: n != 'result.json'):   # the earlier card leaves first ...
+            if (out/n).exists(): os.replace(out/n, prev/n); old.append(n)
+        for p in sorted(stage.iterdir(), key=lambda p: p.name == 'result.json'):   # ... and the new card arrives last
+            os.replace(p, out/p.name); new.append(p.name)
+    except BaseException as e:
+        for n in new: _remove(out/n)
+        for n in reversed(old): os.replace(prev/n, out/n)   # the earlier card goes back last
+        shutil.rmtree(prev, ignore_errors=True)
+        if isinstance(e, OSError): raise os_error(e, out, 'publish the run into') from None
+        raise
+    shutil.rmtree(prev, ignore_errors=True)
+
+def _recover(out:Path) -> list:
+    "Tidy up after a run that died in `out`: put back an earlier result it was replacing, delete its staging folders. Returns notes."
+    notes = []
+    for prev in sorted(out.glob('.previous-*')):
+        if not (out/'result.json').exists():   # it died while publishing, before the new card: the earlier result goes back
+            for n in OUTPUTS:
+                if (out/n).exists() and not (prev/n).exists(): _remove(out/n)   # half of the new outputs
+            for p in sorted(prev.iterdir(), key=lambda p: p.name == 'result.json'):
+                _remove(out/p.name); os.replace(p, out/p.name)
+            notes.append(f"put back the earlier result in '{out}' that an interrupted run was replacing")
+        shutil.rmtree(prev, ignore_errors=True)
+    for st in out.glob('.partial-*'): shutil.rmtree(st, ignore_errors=True)   # outputs of a run that never finished
+    return notes
+
+def _lock(out:Path, command) -> Path:
+    "Take `out/.semicontrast.lock` (process id, host, start, command); refuse while a live run holds it, take over a dead run's."
+    f = out/LOCK
+    for _ in range(2):
+        try: fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            holder = _lock_holder(f)
+            if holder is None: f.unlink(missing_ok=True); continue   # its run is gone
+            raise DataError(f"--out '{out}' is in use by another run ({holder}); wait for it to finish, or choose another --out.") from None
+        except OSError as e: raise os_error(e, f, 'create') from None
+        with os.fdopen(fd, 'w') as fh:
+            json.dump(dict(pid=os.getpid(), host=platform.node(), started=datetime.datetime.now().isoformat(timespec='seconds'),
+                           command=command), fh)
+        return f
+    raise DataError(f"cannot take the lock '{f}': another run keeps creating it; wait for it, or choose another --out.")
+
+def _lock_holder(f:Path):
+    "Who holds the lock file `f` (a line for the message), or None when that process is gone."
+    try: d = json.loads(f.read_text())
+    except (OSError, ValueError):
+        try: young = time.time() - f.stat().st_mtime < 10
+        except OSError: return None
+        return 'a run that is starting now' if young else None   # being written this instant, or a broken leftover
+    who = f"process {d.get('pid')} on {d.get('host')}, started {d.get('started')}: {d.get('command') or 'from Python'}"
+    if d.get('host') != platform.node(): return who   # another machine's run: it cannot be checked from here
+    try: os.kill(int(d.get('pid')), 0)
+    except ProcessLookupError: return None
+    except (PermissionError, TypeError, ValueError): pass
+    return who
 
 def _run_in(ctx:RunContext, cases, split, smoke, command, t0, t_load, arguments, resumed, protocol=None) -> dict:
     "Run the method's stages, evaluate, and write split.json, the weights, report.html and result.json into `ctx.out`."
     out, m, cfg = ctx.out, ctx.method, ctx.cfg
-    split.save(out/'split.json')
+    split.save(out/'split.json', cases=cases, name=ctx.info.name)   # with the content fingerprint of its cases
     set_seed(cfg['seed'])
     stages = {}
     for st in m.stages:
@@ -288,15 +400,14 @@ def _run_in(ctx:RunContext, cases, split, smoke, command, t0, t_load, arguments,
     best = ctx.best.get(last)   # the best validation epoch of the evaluated stage (its weights in models/)
     if cfg.get('test_on') == 'best':
         if best is None: raise DataError(f"--test-on best: the '{last}' stage recorded no validation Dice to choose an epoch by; use --test-on last.")
-        torch.save(learn.model.state_dict(), out/'models'/f'{last}_last.pth')   # the last epoch's weights are kept too
-        learn.model.load_state_dict(torch.load(out/best['file'], weights_only=True))
+        ctx.save_model(learn.model, out/'models'/f'{last}_last.pth')   # the last epoch's weights are kept too
+        learn.model.load_state_dict(torch.load(out/best['file'], weights_only=True)['state_dict'])
     last_file = 'model.pth' if cfg.get('test_on', 'last') == 'last' else f'models/{last}_last.pth'
     model, info, parts, device = learn.model, ctx.info, ctx.parts, ctx.device
     t_train = time.time()
     ev = evaluate(model, parts['test'], ctx.prep, info.n_classes, class_names=info.class_names, device=device)
     t_eval = time.time()
-    save_model(model, out/'model.pth', ctx.prep, info.class_names, method=m.name, seed=cfg['seed'], dataset=info.name,
-               distance_unit=cfg['distance_unit'])   # the model the test metrics come from (last epoch unless --test-on best), self-describing
+    ctx.save_model(model, out/'model.pth')   # the model the test metrics come from (last epoch unless --test-on best), self-describing
     files = dict(split='split.json', weights='model.pth', report='report.html')
     if (out/'encoder.pth').exists(): files['encoder'] = 'encoder.pth'
     if best is not None: files['best_weights'] = best['file']
@@ -306,6 +417,7 @@ def _run_in(ctx:RunContext, cases, split, smoke, command, t0, t_load, arguments,
         split=dict(labelled=split.labelled, unlabelled=split.unlabelled, valid=split.valid, test=split.test),
         preprocessing=ctx.prep.to_dict(), config=cfg, stages=stages, history=stages[m.stages[-1].name]['history'],
         per_case=ev['per_case'], per_class=ev['per_class'], mean=ev['mean'], std=ev['std'], distance_unit=cfg['distance_unit'],
+        absent_classes=ev.get('absent_classes', []),   # declared classes in no test label: in per_class, not in the mean
         checkpoints=dict(last=dict(file=last_file, step=stages[last]['steps']), best=best, test_on=cfg.get('test_on', 'last'), tested='model.pth'),
         versions=package_versions(), device=dict(device_info(device), processes=world_size()),   # processes: torchrun's world size
         timings=dict(load_s=t_load - t0, train_s=t_train - t_load, evaluate_s=t_eval - t_train, total_s=time.time() - t0),
@@ -334,10 +446,11 @@ def summary_table(result:dict) -> str:
     u = result.get('distance_unit', 'mm')   # 'voxel' when the data carries no voxel size
     rows = [('class', 'Dice', f'HD95 {u}', f'ASD {u}')]
     f = lambda d, m: f"{d[m]['mean']:.3f} ± {d[m]['std']:.3f}" if d.get(m) and d[m].get('mean') is not None else '-'
-    for cname, d in result['per_class'].items(): rows.append((str(cname), f(d, 'dice'), f(d, 'hd95'), f(d, 'asd')))
+    for cname, d in result['per_class'].items():
+        rows.append((str(cname) + (' (absent: not in the mean)' if d.get('absent') else ''), f(d, 'dice'), f(d, 'hd95'), f(d, 'asd')))
     mm, sd = result['mean'], result['std']
     g = lambda m: f"{mm[m]:.3f} ± {sd[m]:.3f}" if mm.get(m) is not None else '-'
-    rows.append(('mean', g('dice'), g('hd95'), g('asd')))
+    rows.append(('mean' + (' (present classes)' if result.get('absent_classes') else ''), g('dice'), g('hd95'), g('asd')))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, '  '.join('-' * w for w in widths))
@@ -446,6 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument('--out', required=True, help='folder for the label maps, named like the images (<name>.nii.gz)')
     pd.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:1' ... (default: a GPU if there is one)")
     pd.add_argument('--overwrite', action='store_true', help='replace label maps that already exist in --out')
+    pd.add_argument('--probabilities', action='store_true',
+                    help='also write <name>_probs.nii.gz: float32 class probabilities, one volume per class (X, Y, Z, K)')
     pd.add_argument('--quiet', action='store_true', help='no progress bar')
     for name, m in METHODS.items():
         mp = methods.add_parser(name, help=m.summary, description=m.summary)
@@ -462,16 +577,24 @@ def _usage_hint(message:str) -> str:
     hints = [f"{f} is an option of {', '.join(ms)}" for f, ms in owners.items() if ms]
     return message + (f" ({'; '.join(hints)})" if hints else "")
 
+def _one_line(e:Exception) -> str:
+    "The message of a user error on one line: fastai prefixes an error raised in a callback with a line naming the callback and event."
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    if len(lines) > 1 and lines[0].startswith('Exception occured in'): lines = lines[1:]
+    return ' '.join(lines)
+
 def _predict_main(args) -> int:
     "`semicontrast predict`: segment the images, print a line per image and a summary; one-line errors (exit 2)."
     t0 = time.time()
-    try: rows = predict(args.model, args.input, args.out, device=args.device, overwrite=args.overwrite, quiet=args.quiet)
+    try: rows = predict(args.model, args.input, args.out, device=args.device, overwrite=args.overwrite, quiet=args.quiet,
+                        probabilities=args.probabilities)
     except DataError as e:
-        print(f"semicontrast: error: {e}", file=sys.stderr)
+        print(f"semicontrast: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"semicontrast: interrupted; the label maps written so far are complete, none is half-written.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        what = 'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'
+        print(f"semicontrast: {what}; the label maps written so far are complete, none is half-written.", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     for r in rows:
         fg = {c: n for c, n in list(r['voxels'].items())[1:]}
         print(f"{Path(r['input']).name} -> {r['output']}  shape {tuple(r['shape'])}  {r['seconds']:.2f} s  voxels {fg}")
@@ -491,7 +614,7 @@ def main(argv=None) -> int:
     if args.command == 'protocols':
         try: ps = [get_protocol(args.name)] if args.name else list(load_protocols().values())
         except DataError as e:
-            print(f"semicontrast: error: {e}", file=sys.stderr)
+            print(f"semicontrast: error: {_one_line(e)}", file=sys.stderr)
             return 2
         if args.name: print(ps[0].describe())
         else:
@@ -499,10 +622,27 @@ def main(argv=None) -> int:
             print("\nsemicontrast protocols NAME shows one with the source of every setting; apply it with "
                   "semicontrast run METHOD --data PATH --protocol NAME.")
         return 0
-    if args.command == 'predict': return _predict_main(args)
+    with _sigterm_as_interrupt():
+        if args.command == 'predict': return _predict_main(args)
+        return _run_main(args, argv)
+
+class Terminated(KeyboardInterrupt):
+    "SIGTERM (a scheduler's or `kill`'s stop), handled as Ctrl-C is: staging folders removed, a message, exit status 143."
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    "While inside: SIGTERM raises `Terminated` (only the main thread can take signals; elsewhere nothing changes)."
+    def handler(signum, frame): raise Terminated()
+    try: old = signal.signal(signal.SIGTERM, handler)
+    except ValueError: old = None   # not the main thread
+    try: yield
+    finally:
+        if old is not None: signal.signal(signal.SIGTERM, old)
+
+def _run_main(args, argv) -> int:
+    "`semicontrast run METHOD ...`: run, print the summary; one-line errors (exit 2), interruptions (130 Ctrl-C, 143 SIGTERM)."
     kw = {k: v for k, v in vars(args).items() if k != 'command'}
     method = kw.pop('method')
-
     try:
         res = run_experiment(method, **kw, command='semicontrast ' + ' '.join(shlex.quote(a) for a in argv))
         print(f"\n{res['method']} on {res['dataset']['name']}, seed {res['seed']}, "
@@ -510,16 +650,17 @@ def main(argv=None) -> int:
         print(summary_table(res))
         print(f"\nwrote {Path(args.out)/'result.json'} and {Path(args.out)/'report.html'}")
     except DataError as e:
-        print(f"semicontrast: error: {e}", file=sys.stderr)
+        print(f"semicontrast: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except NonFiniteLoss as e:
         print(f"semicontrast: error: training stopped: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         ck = Path(args.out)/'checkpoints'
         more = f"; the same command with --resume continues from the checkpoints in '{ck}'" if any(ck.glob('*.pth')) else ""
-        print(f"semicontrast: interrupted; no result was written to '{args.out}' (a result already there is kept){more}.", file=sys.stderr)
-        return 130
+        what = 'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'
+        print(f"semicontrast: {what}; no result was written to '{args.out}' (a result already there is kept){more}.", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     return 0
 
 # %% ../nbs/10_cli.ipynb #5b5b5ecd

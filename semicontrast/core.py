@@ -7,10 +7,16 @@ from __future__ import annotations
 import os, errno, random, platform, importlib
 import numpy as np
 import torch
+import warnings
+# Two deprecation notices that importing fastai triggers in torch and pandas are not the user's to fix, and must not stop
+# `python -W error` from importing semicontrast: exactly these two messages are ignored, nothing else.
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=DeprecationWarning, module=r'torch\.jit')
+warnings.filterwarnings('ignore', message=r"The 'mode\.chained_assignment' option is deprecated", module=r'fastai\.tabular')
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'RUN_SIZES', 'DataError', 'check_path', 'load_torch_dict', 'os_error', 'atomic_write', 'set_seed',
-           'class_map', 'default_device', 'run_size', 'package_versions', 'device_info']
+__all__ = ['IGNORE_INDEX', 'RUN_SIZES', 'DataError', 'check_path', 'load_torch_dict', 'os_error', 'atomic_write', 'fingerprint',
+           'cases_fingerprint', 'set_seed', 'class_map', 'default_device', 'run_size', 'package_versions',
+           'device_info']
 
 # %% ../nbs/00_core.ipynb #cc8cdc74
 IGNORE_INDEX = 255  # label value meaning "no ground truth here" (unlabelled items, padding)
@@ -91,6 +97,22 @@ def atomic_write(path, # the file to write; its folder is created
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+# %% ../nbs/00_core.ipynb #a345bf7c
+def fingerprint(*arrays) -> str:
+    "A short hex hash of the content of `arrays` (numpy or torch; dtype, shape and bytes; None counts as absent)."
+    import hashlib
+    h = hashlib.blake2b(digest_size=8)
+    for a in arrays:
+        if a is None: h.update(b'<none>'); continue
+        a = np.ascontiguousarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
+        h.update(f'{a.dtype.str}{a.shape}'.encode()); h.update(a.data)
+    return h.hexdigest()
+
+def cases_fingerprint(cases) -> str:
+    "The content fingerprint of a list of cases: their ids with the `fingerprint` of each image and label, in id order."
+    parts = sorted((str(c.id), fingerprint(c.image, c.label)) for c in cases)
+    return fingerprint(np.frombuffer(repr(parts).encode(), np.uint8))
 
 # %% ../nbs/00_core.ipynb #7e60643b
 def set_seed(seed:int, deterministic:bool=False):

@@ -8,14 +8,16 @@ import os, re, json, math, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
-from .core import DataError, IGNORE_INDEX, check_path
+from .core import DataError, IGNORE_INDEX, check_path, os_error
+from nibabel.orientations import io_orientation, apply_orientation, inv_ornt_aff, aff2axcodes
 
 # %% auto #0
-__all__ = ['ACDC_CLASSES', 'BTCV_CLASSES', 'LA_CLASSES', 'BRATS_TARGETS', 'BRATS_MODALITIES', 'FORMATS', 'BUILTIN_DATASETS',
-           'Case', 'distance_unit', 'synthetic_phantoms', 'read_nifti', 'read_msd', 'msd_info', 'hippocampus_path',
-           'load_hippocampus', 'read_acdc', 'read_acdc_h5', 'parse_monuseg_xml', 'rasterise_polygons', 'read_monuseg',
-           'tile_cases', 'read_btcv', 'read_la_h5', 'read_brats', 'nnunet_classes', 'read_nnunet', 'read_pairs',
-           'read_datalist', 'DatasetInfo', 'default_intensity', 'detect_format', 'load_dataset']
+__all__ = ['MAX_IMAGE_GB', 'ACDC_CLASSES', 'BTCV_CLASSES', 'LA_CLASSES', 'BRATS_TARGETS', 'BRATS_MODALITIES', 'FORMATS',
+           'BUILTIN_DATASETS', 'Case', 'distance_unit', 'synthetic_phantoms', 'read_nifti', 'read_msd', 'msd_info',
+           'hippocampus_path', 'load_hippocampus', 'read_acdc', 'read_acdc_h5', 'parse_monuseg_xml',
+           'rasterise_polygons', 'read_monuseg', 'tile_cases', 'read_btcv', 'read_la_h5', 'read_brats',
+           'nnunet_classes', 'read_nnunet', 'read_pairs', 'read_datalist', 'DatasetInfo', 'default_intensity',
+           'detect_format', 'load_dataset']
 
 # %% ../nbs/00a_data.ipynb #b2a2e08a
 def _where(source, id): return f"'{source}'" if source else f"case '{id}'"
@@ -176,18 +178,43 @@ def _stem(p) -> str:
         if n.lower().endswith(e): return n[:-len(e)]
     return n
 
+MAX_IMAGE_GB = 8.0   # largest image (declared shape x voxel size) read without asking; SEMICONTRAST_MAX_IMAGE_GB overrides
+
+def _check_size(img, p, what:str):
+    "Refuse an image whose header declares more than the limit: a damaged header, or more than this machine should load."
+    limit = float(os.environ.get('SEMICONTRAST_MAX_IMAGE_GB', MAX_IMAGE_GB))
+    n = float(np.prod([int(s) for s in img.shape], dtype=np.float64)) * max(img.get_data_dtype().itemsize, 4)   # scaled to float32 at least
+    if n > limit * 2**30:
+        raise DataError(f"{what} '{p}' declares shape {tuple(img.shape)} of {img.get_data_dtype()}: {n / 2**30:.1f} GiB in memory, over "
+                        f"the limit of {limit:g} GiB. If the header is right, set SEMICONTRAST_MAX_IMAGE_GB to allow it; else the file "
+                        "is damaged.")
+
 def _load_nifti(path, what:str):
     "nibabel image and its (scaled) array from `path`; any read failure becomes a `DataError` naming the file."
     import nibabel as nib
     p = check_path(path, what, 'file')
     try:
         img = nib.load(str(p))
+        _check_size(img, p, what)   # from the header, before a damaged or huge file is decompressed
         data = np.asanyarray(img.dataobj)
-    except MemoryError: raise
+    except (MemoryError, DataError): raise
+    except OSError as e:
+        if e.errno is not None: raise os_error(e, p, 'read') from None   # permission, a folder, I/O: not the file's content
+        raise DataError(f"Could not read {what} '{p}': {type(e).__name__}: {e}. The file is truncated, corrupt or not NIfTI; "
+                        "download or convert it again.") from e
     except Exception as e:
         raise DataError(f"Could not read {what} '{p}': {type(e).__name__}: {e}. The file is truncated, corrupt or not NIfTI; "
                         "download or convert it again.") from e
     return img, data
+
+def _orientation(affine, path) -> tuple:
+    "(nibabel orientation that brings the array axes to RAS, the file's own axis codes such as 'LPS'); an oblique affine is warned about."
+    A = np.asarray(affine, np.float64)[:3, :3]
+    cos = np.abs(A) / np.maximum(np.linalg.norm(A, axis=0), 1e-12)
+    if cos.max(0).min() < 0.999:   # an axis more than ~2.5 degrees off the world axes
+        warnings.warn(f"'{path}' has an oblique affine (axes up to {np.degrees(np.arccos(cos.max(0).min())):.1f} degrees off the "
+                      "scanner axes); it is read on its own voxel grid, with the closest RAS axes. Resample it if that matters.", stacklevel=3)
+    return io_orientation(affine), ''.join(aff2axcodes(affine))
 
 def read_nifti(image_path, # image file (.nii or .nii.gz)
                label_path=None, # label map file, same grid as the image, or None
@@ -197,7 +224,7 @@ def read_nifti(image_path, # image file (.nii or .nii.gz)
                allow_2d:bool=True, # False: refuse a 2D (X,Y) file (readers of 3D volume datasets pass False)
                meta:dict|None=None, # extra metadata for the Case
               ) -> Case:
-    "Read a NIfTI image (and label) into a `Case`: (X,Y,Z) -> (Z,Y,X), spacing (sz,sy,sx) from the header zooms."
+    "Read a NIfTI image (and label) into a `Case`: brought to RAS orientation, (X,Y,Z) -> (Z,Y,X), spacing (sz,sy,sx) from the header zooms."
     img, data = _load_nifti(image_path, 'image file')
     ip = Path(image_path)
     zooms = tuple(float(str(np.float32(z))) for z in img.header.get_zooms())  # header float32 -> shortest decimal (0.8, not 0.800000011920929)
@@ -208,6 +235,14 @@ def read_nifti(image_path, # image file (.nii or .nii.gz)
                             "(shape (X, Y, 1)).")
         data, zooms = data[..., None], zooms[:2] + (1.0,)
     while data.ndim > 3 and data.shape[-1] == 1 and not (channels and data.ndim == 4): data = data[..., 0]
+    if not (np.isfinite(zooms[:3]).all() and min(zooms[:3]) > 0 and np.isfinite(np.asarray(img.affine)).all()):
+        raise DataError(f"Image file '{ip}' has voxel sizes {zooms[:3]} and an affine {np.round(np.asarray(img.affine), 4).tolist()} in its "
+                        "header: NaN, infinite or not positive. Fix the header (pixdim, qform/sform) before loading.")
+    ornt, orient = _orientation(img.affine, ip)   # every image is read in one orientation (RAS), whatever its file's
+    shape0 = data.shape[:3]   # on the file's own axes, for the label checks
+    if data.ndim in (3, 4):
+        data = apply_orientation(data, ornt)
+        zooms = tuple(zooms[int(np.flatnonzero(ornt[:, 0] == j)[0])] for j in range(3))
     if data.ndim == 4:
         if not channels:
             raise DataError(f"Image file '{ip}' is 4D with shape {data.shape}; a 3D image was expected. If the 4th axis holds "
@@ -224,8 +259,8 @@ def read_nifti(image_path, # image file (.nii or .nii.gz)
         lp = Path(label_path)
         while ldata.ndim > 3 and ldata.shape[-1] == 1: ldata = ldata[..., 0]
         if ldata.ndim == 2: ldata = ldata[..., None]
-        if ldata.shape != data.shape[:3]:
-            raise DataError(f"Label file '{lp}' has shape {ldata.shape} but image file '{ip}' has spatial shape {data.shape[:3]} "
+        if ldata.shape != shape0:
+            raise DataError(f"Label file '{lp}' has shape {ldata.shape} but image file '{ip}' has spatial shape {shape0} "
                             "(X,Y,Z). Check that the label belongs to this image, or resample it onto the image grid.")
         if not np.allclose(limg.affine, img.affine, rtol=1e-4, atol=1e-3):
             flat = lambda a: np.array2string(np.round(np.asarray(a, np.float64), 4), separator=', ').replace('\n', '')
@@ -233,9 +268,9 @@ def read_nifti(image_path, # image file (.nii or .nii.gz)
                             f"matrices): label {flat(limg.affine)} vs image {flat(img.affine)}. The label was drawn on another grid "
                             "(another case or a different resampling). Resample the label onto the image grid with nearest-neighbour "
                             "interpolation, or fix the header if you know the arrays align.")
-        lbl = _check_label_values(ldata, f"'{lp}'").transpose(2, 1, 0)
+        lbl = _check_label_values(apply_orientation(ldata, ornt), f"'{lp}'").transpose(2, 1, 0)
     cid = _stem(ip) if case_id is None else case_id
-    m = {'affine': np.asarray(img.affine, dtype=np.float64)}
+    m = {'affine': np.asarray(img.affine @ inv_ornt_aff(ornt, data.shape[:3]), dtype=np.float64), 'orientation': orient}
     if label_path is not None: m['label_source'] = str(label_path)
     m.update(meta or {})
     return Case(cid, arr, lbl, spacing, source=str(ip), patient=patient, meta=m)
@@ -261,8 +296,9 @@ def _msd_entries(folder, include_unlabelled=False) -> list:
         if not isinstance(tr, list) or not tr:
             raise DataError(f"'{js}' has no 'training' list of {{'image','label'}} pairs. Fix it, or delete it to pair imagesTr/ with labelsTr/ by file name.")
         for e in tr:
-            if not isinstance(e, dict) or 'image' not in e:
-                raise DataError(f"'{js}': training entry {e!r} is not an {{'image': ..., 'label': ...}} pair.")
+            if not isinstance(e, dict) or not isinstance(e.get('image'), str) or not isinstance(e.get('label'), (str, type(None))):
+                raise DataError(f"'{js}': training entry {json.dumps(e)[:120]} is not an {{\"image\": path, \"label\": path}} pair of "
+                                "strings. Fix the entry (paths relative to the task folder).")
             ip = folder/e['image']
             lp = folder/e['label'] if e.get('label') else None
             check_path(ip, f"image listed in '{js}'", 'file')
@@ -310,6 +346,25 @@ def read_msd(folder, # MSD task folder with imagesTr/, labelsTr/ and (optionally
     return [read_nifti(ip, lp, case_id=cid, channels=True, allow_2d=False, meta={'format': 'msd'})
             for cid, ip, lp in _msd_entries(folder, include_unlabelled)]
 
+def _class_id(x) -> int:
+    "A class id from a dataset.json key or value: an int, or a string of digits; anything else raises ValueError."
+    if isinstance(x, bool) or not isinstance(x, (int, str)): raise ValueError(x)
+    if isinstance(x, str) and not x.strip().isdigit(): raise ValueError(x)
+    return int(x)
+
+def _label_map(raw, js) -> dict:
+    "{class id: name} from dataset.json 'labels': MSD style {'0': 'background', ...} or nnU-Net v2 style {'background': 0, ...}."
+    if not isinstance(raw, dict) or not raw:
+        raise DataError(f"'{js}': 'labels' is {json.dumps(raw)[:80]}; give an object with one entry per class, background first, "
+                        "e.g. {\"0\": \"background\", \"1\": \"liver\"}.")
+    for pairs in (lambda: [(_class_id(k), v) for k, v in raw.items()], lambda: [(_class_id(v), k) for k, v in raw.items()]):
+        try: labels = dict((i, str(n)) for i, n in pairs())   # MSD: id -> name; else nnU-Net v2: name -> id
+        except ValueError: continue
+        if len(labels) == len(raw) and 0 in labels: return labels
+    raise DataError(f"'{js}': 'labels' {json.dumps(raw)[:120]} is neither id -> name (MSD: \"1\": \"liver\") nor name -> id (nnU-Net v2: "
+                    "\"liver\": 1) for every entry, with background 0 and no id twice. Region-based labels (lists of ids) are not "
+                    "supported: give every class one id.")
+
 def msd_info(folder) -> dict:
     "Name, class names, number of classes and modality of an MSD task folder (from dataset.json; None where unknown)."
     folder = check_path(folder, 'MSD task folder', 'dir')
@@ -318,10 +373,8 @@ def msd_info(folder) -> dict:
             'reference': None, 'licence': None}
     if not js.exists(): return info
     d = _read_json(js, 'dataset.json')
-    if isinstance(d.get('labels'), dict):
-        try: labels = {int(k): str(v) for k, v in d['labels'].items()}
-        except ValueError:  # nnU-Net v2 style {"background": 0, ...}
-            labels = {int(v): str(k) for k, v in d['labels'].items()}
+    if 'labels' in d:
+        labels = _label_map(d['labels'], js)
         n = max(labels) + 1
         info.update(labels=labels, n_classes=n, class_names=[labels.get(i, f'class_{i}') for i in range(n)])
     mod = d.get('modality', d.get('channel_names'))
@@ -512,7 +565,11 @@ def parse_monuseg_xml(path) -> tuple:
         try: v = [(float(x.get('X')), float(x.get('Y'))) for x in reg.iter('Vertex')]
         except (TypeError, ValueError) as e:
             raise DataError(f"Annotation file '{p}': Region {reg.get('Id')} has a vertex without numeric X/Y ({e}). Fix the XML.") from None
-        polys.append(np.asarray(v, np.float64).reshape(-1, 2))
+        v = np.asarray(v, np.float64).reshape(-1, 2)
+        if not np.isfinite(v).all():   # skimage would drop such a polygon silently: the nucleus would be trained as background
+            raise DataError(f"Annotation file '{p}': Region {reg.get('Id')} has a vertex at X/Y {v[~np.isfinite(v).all(1)][0].tolist()} "
+                            "(NaN or infinite). Fix or remove that vertex in the XML.")
+        polys.append(v)
     mpp = root.get('MicronsPerPixel')
     try: mpp = float(mpp) if mpp else None
     except ValueError: mpp = None
@@ -1075,6 +1132,11 @@ def load_dataset(name_or_path, # 'hippocampus', 'phantom', or a path to a datase
                  **kwargs, # passed to the reader (e.g. include_unlabelled=True, phases=('ED',), target='tc' for BraTS, n=12 for 'phantom')
                 ) -> tuple:
     "Load a built-in dataset by name or a dataset folder/file by path: `(cases, DatasetInfo)`."
+    try: return _load_dataset(name_or_path, fmt, **kwargs)
+    except OSError as e:   # permission, not a regular file, I/O errors: one line naming the path
+        raise os_error(e, e.filename or name_or_path, 'read') from None
+
+def _load_dataset(name_or_path, fmt=None, **kwargs) -> tuple:
     s = str(name_or_path)
     if s in BUILTIN_DATASETS and fmt is None:
         if s == 'hippocampus':
@@ -1087,6 +1149,8 @@ def load_dataset(name_or_path, # 'hippocampus', 'phantom', or a path to a datase
     if not p.exists():
         raise DataError(f"Dataset '{s}' is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor an existing path. "
                         "Use one of the built-in names or give the path to your data.")
+    if not (p.is_dir() or p.is_file()):
+        raise DataError(f"--data '{p}' is neither a folder nor a regular file (a device, a pipe?); give the folder or file of your dataset.")
     if fmt is None: fmt = detect_format(p)
     if fmt not in FORMATS: raise DataError(f"Unknown format '{fmt}'; use one of {', '.join(FORMATS)}.")
     if fmt == 'msd':
@@ -1123,4 +1187,15 @@ def load_dataset(name_or_path, # 'hippocampus', 'phantom', or a path to a datase
     if fmt not in ('msd', 'nnunet'): declared_by, n_ch = f"the {fmt} format", None
     _check_declared(cases, known, declared_by, n_ch, channels_by=declared_by + f" (modality {mod})" if n_ch else '')
     n, names = _classes_from_cases(cases, known)
+    _warn_absent(cases, n, names, declared_by)
     return cases, DatasetInfo(name, fmt, str(p), n, names, modality, default_intensity(modality))
+
+def _warn_absent(cases, n:int, names, declared_by:str):
+    "Warn about declared classes that no label of the dataset contains (they would score 1 or 0 whatever the model does)."
+    seen = np.zeros(max(int(n), 1), bool)
+    for c in cases:
+        if c.label is not None: seen |= np.bincount(np.asarray(c.label).ravel(), minlength=len(seen))[:len(seen)] > 0
+    absent = [k for k in range(1, int(n)) if not seen[k]]
+    if absent and any(c.label is not None for c in cases):
+        warnings.warn(f"{declared_by} declares the class(es) {', '.join(f'{k} ({names[k]})' for k in absent)}, but no label of its "
+                      f"{len(cases)} case(s) contains them; the results show them apart and leave them out of the mean.", stacklevel=3)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import DataError
-from .models import Encoder, UNet
+from .models import Encoder, UNet, EncoderDecoder
 
 # %% auto #0
 __all__ = ['DenseProjectionHead', 'GlobalProjectionHead', 'EncoderWithHead', 'dense_head_for', 'ReconstructionHead']
@@ -91,7 +91,7 @@ class GlobalProjectionHead(nn.Module):
 # %% ../nbs/03_heads.ipynb #f5d829ae
 def _encoder_of(m) -> Encoder:
     "The `Encoder` of a `UNet`, or `m` itself if it is an encoder (anything with `widths` returning a feature list)."
-    enc = m.encoder if isinstance(m, UNet) else m
+    enc = m.encoder if isinstance(m, EncoderDecoder) else m
     if not isinstance(enc, nn.Module) or not hasattr(enc, 'widths'):
         raise ValueError(f"expected a semicontrast UNet or Encoder (with .widths), got {type(m).__name__}.")
     return enc

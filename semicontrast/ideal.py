@@ -12,7 +12,6 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
-
 from .core import DataError
 from .augment import TwoViews, correspondence, align
 from .models import Encoder, TwoStreamUNet, unet_widths, init_weights, load_encoder, save_encoder, check_feature_encoder
@@ -209,8 +208,7 @@ def _pretrain(ctx):
     pdls = pretrain_dls(p['labelled'] + p['unlabelled'], p['valid'], ctx.prep, bs=cfg['pretrain_bs'], seed=cfg['seed'], device=ctx.device)
     pre = ideal_learner(pdls, stage='pretrain', base=cfg['base'], depth=cfg['depth'], path=ctx.out, **ctx.learner_kwargs())
     ctx.fit(pre, 'pretrain', cfg['pretrain_epochs'], cfg['pretrain_lr'])
-    save_encoder(pre.model.encoder, ctx.out/'encoder.pth', method='ideal', pretrain_epochs=cfg['pretrain_epochs'],
-                 pretrain_bs=cfg['pretrain_bs'], pretrain_lr=cfg['pretrain_lr'], seed=cfg['seed'])
+    ctx.save_encoder(pre.model.encoder)
     return pre, stage_record(pre, cfg['pretrain_epochs'], t0, encoder='encoder.pth')
 
 def _finetune(ctx):

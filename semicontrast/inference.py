@@ -5,45 +5,24 @@
 # %% ../nbs/19_inference.ipynb #9777786d
 from __future__ import annotations
 import os, time
-
 from pathlib import Path
 import numpy as np
 import torch
-from .core import DataError, check_path, load_torch_dict, package_versions, atomic_write
+from .core import DataError, check_path, load_torch_dict, atomic_write
 from .data import read_nifti, _nii_files, _stem, _NII_EXT
-
 from .loaders import Preprocess
-from .models import describe, build
+from .models import describe, build, save_model, MODEL_FORMAT
 from .method import SegLearner
 from fastcore.basics import patch
 from .metrics import predict_volume
 from . import supervised, ideal, mscs, mixcl, lrc, meanteacher   # each registers its method and its network (models.build)
 
 # %% auto #0
-__all__ = ['MODEL_FORMAT', 'save_model', 'model_file', 'load_model', 'image_files', 'predict']
+__all__ = ['model_file', 'load_model', 'image_files', 'predict']
 
 # %% ../nbs/19_inference.ipynb #3375ed34
-MODEL_FORMAT = 'semicontrast-model-v1'
-_FIX = ("give a model.pth written by `semicontrast run` (or by inference.save_model); a bare state_dict from an older run "
+_FIX = ("give a model.pth written by `semicontrast run` (or by models.save_model); a bare state_dict from an older run "
         "cannot say which network it belongs to: retrain, or build the network and load its weights yourself")
-
-def save_model(model:torch.nn.Module, # a registered network (`models.ARCHITECTURES`), e.g. `learn.model`
-               path, # the file to write (e.g. 'model.pth')
-               prep:Preprocess, # the preprocessing the model was trained with
-               class_names, # name of every output channel, background first
-               method:str|None=None, # the method that trained it
-               **extra, # more plain values to keep (seed, distance unit, ...)
-              ) -> Path:
-    "Write a self-describing model file: network description, weights, preprocessing, class names, method and versions."
-    if not isinstance(prep, Preprocess): raise DataError(f"save_model: prep must be a Preprocess, got {type(prep).__name__}.")
-    spec = describe(model)
-    n_out = getattr(model, 'n_classes', None) or spec['kwargs'].get('n_classes')
-    if n_out is not None and len(class_names) != int(n_out):
-        raise DataError(f"save_model: {len(class_names)} class names for a network with {n_out} outputs; give one name per output channel.")
-    obj = dict(format=MODEL_FORMAT, arch=spec, state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-               preprocess=prep.to_dict(), class_names=[str(c) for c in class_names], method=method, versions=package_versions(),
-               **extra)
-    return atomic_write(path, lambda t: torch.save(obj, t))
 
 def model_file(path) -> Path:
     "The model file of `path`: itself, or `model.pth` in a run folder."
@@ -95,17 +74,23 @@ def image_files(inputs) -> list:
     if bad: raise DataError(f"--input {bad[0]} is not a NIfTI file (.nii or .nii.gz); convert it first (e.g. with SimpleITK or dcm2niix).")
     return files
 
-def _write_label(pred:np.ndarray, like:Path, dest:Path):
-    "Write class map `pred` (Z,Y,X) as a uint8 NIfTI with the affine and header of image `like` (array axes X,Y,Z)."
+def _write_image(arr:np.ndarray, like:Path, dest:Path, dtype):
+    "Write `arr` (array axes X, Y, Z or X, Y, Z, K, in RAS orientation as `read_nifti` gives it) as a NIfTI of `dtype` in the orientation, affine and header of image `like`."
     import nibabel as nib
+    from nibabel.orientations import io_orientation, apply_orientation, ornt_transform, axcodes2ornt
     img = nib.load(str(like))
-    arr = np.ascontiguousarray(pred.transpose(2, 1, 0)).astype(np.uint8)
-    if len(img.shape) == 2: arr = arr[..., 0]                         # a 2D image gets a 2D label map
+    back = ornt_transform(axcodes2ornt('RAS'), io_orientation(img.affine))   # RAS -> the file's own axes
+    arr = np.ascontiguousarray(apply_orientation(arr, back)).astype(dtype)
+    if len(img.shape) == 2 and arr.ndim == 3: arr = arr[..., 0]        # a 2D image gets a 2D label map
     hdr = img.header.copy()
-    hdr.set_data_dtype(np.uint8)
+    hdr.set_data_dtype(dtype)
     out = type(img)(arr, img.affine, hdr)
     out.header.set_slope_inter(1, 0)
     atomic_write(dest, lambda t: nib.save(out, str(t)), suffix='.nii.gz')
+
+def _write_label(pred:np.ndarray, like:Path, dest:Path):
+    "Write class map `pred` (Z,Y,X) as a uint8 NIfTI with the affine and header of image `like` (array axes X,Y,Z)."
+    _write_image(pred.transpose(2, 1, 0), like, dest, np.uint8)
 
 def predict(model, # a model file, a run folder, or `load_model`'s (network, info)
             inputs, # a NIfTI file, a folder of them, or a list of files
@@ -114,6 +99,7 @@ def predict(model, # a model file, a run folder, or `load_model`'s (network, inf
             overwrite:bool=False, # replace label maps that already exist in `out`
             quiet:bool=False, # no progress bar
             bs:int=32, # slices per forward pass
+            probabilities:bool=False, # also write <name>_probs.nii.gz: float32 class probabilities, one volume per class (X, Y, Z, K)
            ) -> list:
     "Segment every image of `inputs` and write its label map into `out`; a list of dicts (input, output, shape, seconds, voxels per class)."
     from semicontrast.core import default_device
@@ -121,11 +107,12 @@ def predict(model, # a model file, a run folder, or `load_model`'s (network, inf
     files = image_files(inputs)
     out = Path(out).expanduser()
     names = [_stem(f) + '.nii.gz' for f in files]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    written = names + ([_stem(f) + '_probs.nii.gz' for f in files] if probabilities else [])
+    twice = sorted({n for n in written if written.count(n) > 1})
     if twice: raise DataError(f"two inputs would both be written as '{twice[0]}'; predict them into different --out folders.")
-    there = [n for n in names if (out/n).exists()]
+    there = [n for n in written if (out/n).exists()]
     if there and not overwrite:
-        raise DataError(f"'{out/there[0]}' already exists ({len(there)} of the {len(names)} outputs do); choose another --out or pass --overwrite.")
+        raise DataError(f"'{out/there[0]}' already exists ({len(there)} of the {len(written)} outputs do); choose another --out or pass --overwrite.")
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device else default_device()
     net.to(device)
@@ -141,9 +128,13 @@ def predict(model, # a model file, a run folder, or `load_model`'s (network, inf
         case = read_nifti(f, channels=in_ch > 1)
         if case.n_channels != in_ch:
             raise DataError(f"'{f}' has {case.n_channels} channel(s) but the model takes {in_ch}; give images of the modalities it was trained on.")
-        pred = predict_volume(net, case, prep, bs=bs, device=device)
+        pred = predict_volume(net, case, prep, bs=bs, device=device, probabilities=probabilities)
+        pred, probs = pred if probabilities else (pred, None)
         _write_label(pred, f, out/name)
+        row = dict(input=str(f), output=str(out/name))
+        if probs is not None:
+            _write_image(probs.transpose(3, 2, 0, 1), f, out/(_stem(f) + '_probs.nii.gz'), np.float32)   # (Z,K,Y,X) -> (X,Y,Z,K)
+            row['probabilities'] = str(out/(_stem(f) + '_probs.nii.gz'))
         counts = np.bincount(pred.reshape(-1), minlength=len(names_c))
-        done.append(dict(input=str(f), output=str(out/name), shape=list(pred.shape), seconds=round(time.time() - t0, 3),
-                         voxels={c: int(n) for c, n in zip(names_c, counts)}))
+        done.append(dict(row, shape=list(pred.shape), seconds=round(time.time() - t0, 3), voxels={c: int(n) for c, n in zip(names_c, counts)}))
     return done

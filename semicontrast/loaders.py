@@ -122,25 +122,36 @@ def slice_to_model(self:Preprocess, img, lbl=None):
         raise DataError(f"Preprocess.slice_to_model: lbl has shape {tuple(y.shape)} but img is {tuple(x.shape)}; expected (H,W) = {tuple(x.shape[-2:])}.")
     return _image_to_model(self, x), _label_to_model(self, y)
 
-@patch
-def logits_to_volume(self:Preprocess, logits, spatial_shape, chunk:int=16) -> np.ndarray:
-    "Model logits `(Z,K,h,w)` of one volume -> uint8 class map `(Z,H,W)` in the volume's geometry (cropped-away areas: 0)."
+def _to_volume(self:Preprocess, what:str, logits, spatial_shape, fn, out:np.ndarray, chunk:int=16) -> np.ndarray:
+    "Write `fn(logits)` of every volume pixel into `out` (Z, ..., H, W), chunk by chunk: padding cut off, or zoomed back."
     t = _as_tensor(logits)
     Z, H, W = (int(s) for s in spatial_shape)
     if t.ndim != 4 or t.shape[0] != Z or tuple(t.shape[-2:]) != self.size:
-        raise DataError(f"Preprocess.logits_to_volume: logits have shape {tuple(t.shape)}; expected (Z, K, h, w) = "
+        raise DataError(f"Preprocess.{what}: logits have shape {tuple(t.shape)}; expected (Z, K, h, w) = "
                         f"({Z}, K, {self.size[0]}, {self.size[1]}) for spatial_shape {tuple(spatial_shape)}.")
-    out = np.zeros((Z, H, W), np.uint8)
     if self.spatial == 'pad':
         (oy, my), (ox, mx) = _plan(H, self.size[0]), _plan(W, self.size[1])
         for s in range(0, Z, chunk):
-            out[s:s+chunk, oy, ox] = class_map(t[s:s+chunk, :, my, mx]).to(torch.uint8).cpu().numpy()
+            out[s:s+chunk, ..., oy, ox] = fn(t[s:s+chunk, :, my, mx]).cpu().numpy()
     else:
         for s in range(0, Z, chunk):
             r = t[s:s+chunk].float()
             if tuple(r.shape[-2:]) != (H, W): r = F.interpolate(r, size=(H, W), mode='bilinear', align_corners=False)
-            out[s:s+chunk] = class_map(r).to(torch.uint8).cpu().numpy()
+            out[s:s+chunk] = fn(r).cpu().numpy()
     return out
+
+@patch
+def logits_to_volume(self:Preprocess, logits, spatial_shape, chunk:int=16) -> np.ndarray:
+    "Model logits `(Z,K,h,w)` of one volume -> uint8 class map `(Z,H,W)` in the volume's geometry (cropped-away areas: 0)."
+    out = np.zeros(tuple(int(s) for s in spatial_shape), np.uint8)
+    return _to_volume(self, 'logits_to_volume', logits, spatial_shape, lambda r: class_map(r).to(torch.uint8), out, chunk)
+
+@patch
+def probs_to_volume(self:Preprocess, logits, spatial_shape, chunk:int=16) -> np.ndarray:
+    "Model logits `(Z,K,h,w)` of one volume -> float32 class probabilities `(Z,K,H,W)` in its geometry (cropped-away areas: background 1)."
+    Z, H, W = (int(s) for s in spatial_shape)
+    out = np.zeros((Z, _as_tensor(logits).shape[1], H, W), np.float32); out[:, 0] = 1
+    return _to_volume(self, 'probs_to_volume', logits, spatial_shape, lambda r: r.float().softmax(1), out, chunk)
 
 @patch
 def to_dict(self:Preprocess) -> dict:

@@ -10,9 +10,8 @@ from torch import nn
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
-
 from .core import DataError, IGNORE_INDEX
-from .models import UNet, save_encoder
+from .models import UNet, EncoderDecoder
 from .heads import GlobalProjectionHead, DenseProjectionHead
 from .augment import TwoViews, warp
 from .losses import MoCoQueue, moco_loss, sample_regions, pool_regions, RegionInfoNCE, DiceCELoss
@@ -35,7 +34,7 @@ class LRCNet(nn.Module):
                  outputs=('global', 'dense'), # what `forward` computes: any of 'global', 'dense', 'logits'
                 ):
         super().__init__()
-        if not isinstance(unet, UNet): raise ValueError(f"LRCNet needs a semicontrast UNet, got {type(unet).__name__}.")
+        if not isinstance(unet, EncoderDecoder): raise ValueError(f"LRCNet needs an encoder-decoder (a UNet, or a FeatureUNet around your own encoder), got {type(unet).__name__}.")
         self.unet = unet
         self.global_head = GlobalProjectionHead(unet.widths[-1], global_hidden, d_out)
         self.dense_head = DenseProjectionHead(unet.widths[0], d_out=d_out, n_layers=2, batch_norm=True)
@@ -210,6 +209,7 @@ def _drop_background_regions(reg:torch.Tensor, bg:torch.Tensor) -> torch.Tensor:
 def lrc_learner(dls:DataLoaders, # pretrain: `region_dls(...)`; finetune: `supervised_dls(...)`
                 n_classes:int=None, # classes incl. background (finetune; pretrain with global_loss='supervised')
                 stage:str='pretrain', # 'pretrain' or 'finetune'
+                model=None, # pretrain: the encoder-decoder to pre-train (a `UNet`, or `models.FeatureUNet` around your own encoder; None: a new UNet); finetune: the network to train when `pretrained` is None
                 pretrained=None, # finetune: the stage-1 Learner, its LRCNet, or a UNet (None: from scratch)
                 in_ch:int=None, base:int=16, depth:int=4, # a new U-Net (pretrain, or finetune from scratch)
                 # stage 1
@@ -237,11 +237,11 @@ def lrc_learner(dls:DataLoaders, # pretrain: `region_dls(...)`; finetune: `super
                                     n_regions=n_regions, n_pixels=n_pixels, min_pixels=min_pixels, cross_image=cross_image,
                                     skip_background=skip_background, moco_temperature=moco_temperature, queue_size=queue_size,
                                     momentum=momentum, seg_loss=loss_func)
-        net = LRCNet(UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden,
+        net = LRCNet(model if model is not None else UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden,
                      outputs=cb.outputs)
         return SegLearner(dls, net, loss_func=zero_loss, opt_func=opt_func, lr=lr, wd=wd, cbs=with_guard([cb] + list(cbs or [])), path=path,
                           segments=False)
-    return finetune_learner(dls, n_classes, pretrained, in_ch=in_ch, base=base, depth=depth, loss_func=loss_func,
+    return finetune_learner(dls, n_classes, pretrained if pretrained is not None else model, in_ch=in_ch, base=base, depth=depth, loss_func=loss_func,
                             opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path)
 
 # %% ../nbs/17_lrc.ipynb #8fbde62d
@@ -255,8 +255,7 @@ def _pretrain(ctx):
     t_sp = time.time() - t0
     pre = lrc_learner(rdls, n_classes=info.n_classes, base=cfg['base'], depth=cfg['depth'], path=ctx.out, **ctx.learner_kwargs())
     ctx.fit(pre, 'pretrain', cfg['pretrain_epochs'], cfg['pretrain_lr'])
-    save_encoder(pre.model.unet.encoder, ctx.out/'encoder.pth', method=ctx.method.name, pretrain_epochs=cfg['pretrain_epochs'],
-                 lrc_weight=cfg['lrc_weight'], global_loss=glob, seed=cfg['seed'])
+    ctx.save_encoder(pre.model.unet.encoder, lrc_weight=cfg['lrc_weight'], global_loss=glob)
     sp = dict(rdls.superpixels, seconds=t_sp, slices=len(rdls.train.dataset) + len(rdls.valid.dataset))
     if cache is not None: sp.update(hits=cache.hits, misses=cache.misses, repairs=cache.repairs)
     return pre, stage_record(pre, cfg['pretrain_epochs'], t0, encoder='encoder.pth', terms=pre.region_contrast_pretrain.epoch_terms,

@@ -11,10 +11,8 @@ import torch.nn.functional as F
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
-
 from .core import IGNORE_INDEX
 from .models import UNet, split_groups, register_architecture, describe
-
 from .losses import DiceCELoss, sigmoid_rampup
 from .callbacks import LossTerms, EMAUpdate, _unwrap, _item_labelled, preview, batch_to_show
 from .viz import panel_row

@@ -15,8 +15,8 @@ from fastai.callback.schedule import *   # patches fit_one_cycle onto Learner; P
 from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from fastai.callback.progress import *   # progress bars, and Learner.no_bar (used by RunContext.fit when quiet)
 from fastcore.docments import docments
-
-from .core import IGNORE_INDEX, DataError, class_map
+from .core import IGNORE_INDEX, DataError, class_map, atomic_write
+from .models import save_model, save_encoder
 from .callbacks import FiniteLoss, DeviceMixedPrecision
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .distributed import distrib_fit
@@ -257,16 +257,19 @@ class KeepBest(SaveModelCallback):
     "fastai's `SaveModelCallback` keeping the weights of the best validation epoch in `FOLDER/models/FNAME.pth`, without loading them at the end: the model keeps its last weights."
     def __init__(self, monitor:str='fg_dice', # a metric (higher is better) or a loss (lower is better) of the recorder
                  fname:str='best', # file name under `folder/models`
-                 folder='.'): # the run's folder (the file is published with the run)
+                 folder='.', # the run's folder (the file is published with the run)
+                 save=None): # save(model, path, state_dict): writes the file (`RunContext.save_model`: a self-describing model file); None: a bare state_dict
         super().__init__(monitor=monitor, fname=fname)
-        self.best_epoch, self.folder = None, Path(folder)
+        self.best_epoch, self.folder, self.save = None, Path(folder), save
 
     @property
     def file(self) -> str: return f'models/{self.fname}.pth'   # relative to `folder`, as the card records it
 
-    def _save(self, name):
-        (self.folder/'models').mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in self.learn.model.state_dict().items()}, self.folder/self.file)
+    def _write(self, weights:dict):
+        if self.save is not None: self.save(self.learn.model, self.folder/self.file, weights)
+        else: atomic_write(self.folder/self.file, lambda t: torch.save(weights, t))
+
+    def _save(self, name): self._write({k: v.detach().cpu() for k, v in self.learn.model.state_dict().items()})
 
     def before_fit(self):
         super().before_fit()
@@ -289,9 +292,7 @@ class KeepBest(SaveModelCallback):
 
     def load_ckpt_state(self, state:dict):
         self.best, self.best_epoch, self._weights = state['best'], state['best_epoch'], state.get('weights')
-        if self._weights is not None:
-            (self.folder/'models').mkdir(parents=True, exist_ok=True)
-            torch.save(self._weights, self.folder/self.file)
+        if self._weights is not None: self._write(self._weights)
 
     def record(self) -> dict:
         "The best epoch for the result card, after the fit: its file, epoch, optimiser step and monitored value (None without one)."
@@ -317,6 +318,22 @@ class RunContext:
         params = inspect.signature(self.method.learner).parameters
         return {o.name: self.cfg[o.name] for o in self.method.options if o.name in params}
 
+    def save_model(self, model, path, state_dict=None) -> Path:
+        "Write `model` (with `state_dict` instead of its own weights, when given) as this run's self-describing model file (`models.save_model`)."
+        names = getattr(self.info, 'class_names', None)
+        if not names:   # a context without dataset info (tests, scripts): the generic names
+            n = getattr(getattr(model, 'module', model), 'n_classes', 2)
+            names = ['background'] + [f'class_{i}' for i in range(1, int(n))]
+        return save_model(model, path, self.prep, names, method=getattr(self.method, 'name', None), state_dict=state_dict,
+                          seed=self.cfg.get('seed'), dataset=getattr(self.info, 'name', None), distance_unit=self.cfg.get('distance_unit'))
+
+    def save_encoder(self, encoder, **meta) -> Path:
+        "Write the pre-trained `encoder` as `out/encoder.pth` (`models.save_encoder`) with the run's method, seed, pre-training settings, preprocessing and class names, and `meta`."
+        cfg = self.cfg
+        return save_encoder(encoder, self.out/'encoder.pth', method=getattr(self.method, 'name', None), seed=cfg.get('seed'),
+                            dataset=getattr(self.info, 'name', None), preprocess=self.prep.to_dict(), class_names=list(self.info.class_names),
+                            **{k: cfg.get(k) for k in ('pretrain_epochs', 'pretrain_iters', 'pretrain_bs', 'pretrain_lr')}, **meta)
+
     def iterations(self, stage:str):
         "The optimiser steps asked for `stage` (`--pretrain-iters` for pre-training, `--iters` otherwise), or None: count in epochs."
         return self.cfg.get('pretrain_iters' if stage == 'pretrain' else 'iters')
@@ -332,7 +349,7 @@ class RunContext:
         keep = dict({k: v for k, v in cfg.items() if k not in CKPT_IGNORE}, stage=stage)   # what a resume must match
         cbs = [Checkpoint(file, keep)]
         names = [getattr(m, 'name', '') for m in learn.metrics]
-        kb = KeepBest('fg_dice', f'{stage}_best', self.out) if 'fg_dice' in names and stage != 'pretrain' else None
+        kb = KeepBest('fg_dice', f'{stage}_best', self.out, save=self.save_model if self.prep is not None else None) if 'fg_dice' in names and stage != 'pretrain' else None
         if kb is not None: cbs.append(kb)   # the best validation epoch's weights, beside the last ones
         if cfg.get('precision', 'fp32') != 'fp32': cbs.append(DeviceMixedPrecision(cfg['precision']))
         if cfg.get('resume') and file.exists():

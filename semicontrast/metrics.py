@@ -91,8 +91,9 @@ def _names(classes, class_names) -> dict:
 
 def summarize(per_case:dict, # {case_id: {class_id: {metric: value}}}, as built from `volume_metrics`
               class_names=None, # names by class id: a list (background first) or a dict; None -> 'class_<c>'
+              absent=(), # class ids that no evaluated label contains: shown per class, marked, and left out of 'mean' / 'std'
              ) -> dict:
-    "Mean/std over cases, per class ('per_class') and of the class-averaged case score ('mean', 'std')."
+    "Mean/std over cases, per class ('per_class') and of the class-averaged case score ('mean', 'std', over the classes present)."
     if not per_case: raise DataError("summarize: per_case is empty; evaluate at least one labelled case.")
     first = next(iter(per_case.values()))
     classes = sorted(first)
@@ -108,10 +109,14 @@ def summarize(per_case:dict, # {case_id: {class_id: {metric: value}}}, as built 
     vals = {m: np.array([[float(per_case[k][c][m]) for c in classes] for k in per_case]) for m in metrics}  # (cases, classes)
     per_class = {names[c]: {m: {'mean': float(vals[m][:, j].mean()), 'std': float(vals[m][:, j].std())} for m in metrics}
                  for j, c in enumerate(classes)}
-    case_scores = {m: vals[m].mean(1) for m in metrics}
+    for c in absent:
+        if c in names: per_class[names[c]]['absent'] = True
+    used = [j for j, c in enumerate(classes) if c not in set(absent)] or list(range(len(classes)))   # all absent: every class
+    case_scores = {m: vals[m][:, used].mean(1) for m in metrics}
     return dict(per_class=per_class,
                 mean={m: float(case_scores[m].mean()) for m in metrics},
-                std={m: float(case_scores[m].std()) for m in metrics})
+                std={m: float(case_scores[m].std()) for m in metrics},
+                absent_classes=[names[c] for c in classes if c in set(absent)])
 
 # %% ../nbs/07_metrics.ipynb #cd997926
 def _slices(image: np.ndarray, z: int) -> np.ndarray:
@@ -123,8 +128,9 @@ def predict_volume(model, # a segmentation network: (B, C, h, w) -> logits (B, K
                    prep, # a `semicontrast.loaders.Preprocess`: normalise, slice_to_model, logits_to_volume
                    bs:int=32, # slices per forward pass
                    device=None, # where to run; None = where the model's parameters are (the model is moved if given)
+                   probabilities:bool=False, # also return the class probabilities (Z, K, H, W) float32
                   ) -> np.ndarray:
-    "Predicted class map (Z, H, W) uint8 of one case, in the case's own geometry."
+    "Predicted class map (Z, H, W) uint8 of one case, in the case's own geometry (with `probabilities`: (class map, probabilities))."
     if device is not None: model.to(device)
     else:
         p = next(iter(model.parameters()), None)
@@ -143,8 +149,9 @@ def predict_volume(model, # a segmentation network: (B, C, h, w) -> logits (B, K
                     raise TypeError(f"predict_volume: the model returned {type(out).__name__}; it must return a logits tensor (B, K, h, w).")
                 outs.append(out.float().cpu())
     finally: model.train(was_training)
-    vol = np.asarray(prep.logits_to_volume(torch.cat(outs), tuple(case.spatial_shape)))
-    return vol.astype(np.uint8, copy=False)
+    logits = torch.cat(outs)
+    vol = np.asarray(prep.logits_to_volume(logits, tuple(case.spatial_shape))).astype(np.uint8, copy=False)
+    return (vol, prep.probs_to_volume(logits, tuple(case.spatial_shape))) if probabilities else vol
 
 def evaluate(model, # segmentation network
              cases, # labelled `Case`s (unique ids)
@@ -162,7 +169,8 @@ def evaluate(model, # segmentation network
         if case.id in per_case: raise DataError(f"evaluate: case id {case.id!r} appears twice; case ids must be unique.")
         pred = predict_volume(model, case, prep, device=device)
         per_case[case.id] = volume_metrics(pred, case.label, case.spacing, n_classes)
-    summary = summarize(per_case, class_names)
+    absent = [c for c in range(1, int(n_classes)) if not any((case.label == c).any() for case in cases)]   # in no test label
+    summary = summarize(per_case, class_names, absent=absent)
     names = _names(sorted(next(iter(per_case.values()))), class_names)
     named = {cid: {names[c]: m for c, m in res.items()} for cid, res in per_case.items()}
     return dict(per_case=named, **summary)

@@ -12,10 +12,9 @@ from torch import nn
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
-
-from .core import DataError, IGNORE_INDEX
+from .core import DataError, IGNORE_INDEX, fingerprint
 from .data import load_dataset
-from .models import UNet, save_encoder
+from .models import UNet, EncoderDecoder
 from .heads import GlobalProjectionHead, DenseProjectionHead, ReconstructionHead
 from .augment import TwoViews, corrupt, warp
 from .losses import label_contrast_floor, reconstruction_loss, nt_xent, label_contrast_loss
@@ -42,7 +41,7 @@ class MixCLNet(nn.Module):
                  recon_activation:str|None=None, # reconstruction output: None (linear) or 'sigmoid' (images in [0, 1])
                 ):
         super().__init__()
-        if not isinstance(unet, UNet): raise ValueError(f"MixCLNet needs a semicontrast UNet, got {type(unet).__name__}.")
+        if not isinstance(unet, EncoderDecoder): raise ValueError(f"MixCLNet needs an encoder-decoder (a UNet, or a FeatureUNet around your own encoder), got {type(unet).__name__}.")
         self.unet = unet
         c_dec = unet.widths[0]
         self.global_head = GlobalProjectionHead(unet.widths[-1], global_hidden, d_out)
@@ -181,6 +180,7 @@ class MixCLPretrain(LossTerms):
 def mixcl_learner(dls:DataLoaders, # pretrain: `pooled_dls(...)`; finetune: `supervised_dls(...)`
                   n_classes:int=None, # classes incl. background (finetune)
                   stage:str='pretrain', # 'pretrain' or 'finetune'
+                  model=None, # pretrain: the encoder-decoder to pre-train (a `UNet`, or `models.FeatureUNet` around your own encoder; None: a new UNet); finetune: the network to train when `pretrained` is None
                   pretrained=None, # finetune: the stage-1 Learner, its MixCLNet, or a UNet (None: from scratch)
                   in_ch:int=None, base:int=16, depth:int=4, # a new U-Net (pretrain, or finetune from scratch)
                   # stage 1
@@ -203,24 +203,25 @@ def mixcl_learner(dls:DataLoaders, # pretrain: `pooled_dls(...)`; finetune: `sup
         cb = MixCLPretrain(identity_weight=identity_weight, label_weight=label_weight, recon_weight=recon_weight, views=views,
                            temperature=temperature, label_temperature=label_temperature, max_per_class=max_per_class,
                            mask_ratio=mask_ratio, patch=patch, noise=noise, recon_kind=recon_kind, recon_masked_only=recon_masked_only)
-        net = MixCLNet(UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden,
+        net = MixCLNet(model if model is not None else UNet(in_ch=in_ch, n_classes=n_classes or 2, base=base, depth=depth), d_out=d_out, global_hidden=global_hidden,
                        outputs=cb.outputs)
         return SegLearner(dls, net, loss_func=zero_loss, opt_func=opt_func, lr=lr, wd=wd, cbs=with_guard([cb] + list(cbs or [])), path=path,
                           segments=False)
-    return finetune_learner(dls, n_classes, pretrained, in_ch=in_ch, base=base, depth=depth, loss_func=loss_func,
+    return finetune_learner(dls, n_classes, pretrained if pretrained is not None else model, in_ch=in_ch, base=base, depth=depth, loss_func=loss_func,
                             opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path)
 
 # %% ../nbs/16_mixcl.ipynb #b4d5612f
 def pool_sources(parts:dict, prep:Preprocess, info, pool) -> list:
     "The training patients (labels of the unlabelled ones dropped) plus every `--pool` dataset, each its own `PoolSource`."
     sources = [PoolSource(info.name, parts['labelled'] + [replace(c, label=None) for c in parts['unlabelled']], prep, info.class_names)]
+    held_out = {fingerprint(c.image): c.id for c in parts['valid'] + parts['test']}   # by content: a copy under another name counts
     for name in pool or []:
         pc, pinfo = load_dataset(name)
-        same = (pinfo.path is not None and info.path is not None and Path(pinfo.path).resolve() == Path(info.path).resolve()) or \
-               (pinfo.path is None and info.path is None and pinfo.name == info.name)
-        if same:
-            raise DataError(f"--pool {name} is the dataset being evaluated: its test patients would be pre-trained on. Its training "
-                            "patients are already in the pool; give --pool only other datasets.")
+        leak = [f"{c.id} = {held_out[k]}" for c in pc for k in [fingerprint(c.image)] if k in held_out]
+        if leak:
+            raise DataError(f"--pool {name} holds {len(leak)} image(s) of this run's validation or test patients ({', '.join(leak[:3])}): "
+                            "their test patients would be pre-trained on. The run's training patients are already in the pool; give "
+                            "--pool only other datasets.")
         win = CT_WINDOW if pinfo.intensity == 'window' else None
         pprep = Preprocess(size=prep.size, spatial='resize', intensity=pinfo.intensity, window=win)
         label = pinfo.name if all(s.name != pinfo.name for s in sources) else f'{pinfo.name}_{len(sources)}'
@@ -238,8 +239,7 @@ def _pretrain(ctx):
     pre = mixcl_learner(pdls, n_classes=info.n_classes, base=cfg['base'], depth=cfg['depth'], path=ctx.out, **ctx.learner_kwargs())
     ctx.fit(pre, 'pretrain', cfg['pretrain_epochs'], cfg['pretrain_lr'])
     cb = pre.mix_cl_pretrain
-    save_encoder(pre.model.unet.encoder, ctx.out/'encoder.pth', method=ctx.method.name, pretrain_epochs=cfg['pretrain_epochs'],
-                 label_weight=cb.w['label'], recon_weight=cb.w['recon'], seed=cfg['seed'])
+    ctx.save_encoder(pre.model.unet.encoder, label_weight=cb.w['label'], recon_weight=cb.w['recon'])
     pool = [dict(name=s.name, cases=len(s.cases), labelled_cases=sum(c.label is not None for c in s.cases),
                  class_names=s.class_names, preprocessing=s.prep.to_dict()) for s in sources]
     return pre, stage_record(pre, cfg['pretrain_epochs'], t0, encoder='encoder.pth', weights=dict(cb.w), terms=cb.epoch_terms,

@@ -10,14 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import DataError, load_torch_dict, atomic_write
-
+from .core import DataError, load_torch_dict, atomic_write, package_versions
+from .loaders import Preprocess
 
 # %% auto #0
-__all__ = ['FEATURE_PERTURBATIONS', 'ENCODER_FORMAT', 'ARCHITECTURES', 'unet_widths', 'ConvBlock', 'Encoder',
-           'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights', 'UNet', 'FeaturePerturbation', 'split_groups',
-           'TwoStreamUNet', 'save_encoder', 'load_encoder', 'register_architecture', 'describe', 'build',
-           'BasicUNetEncoder', 'FeatureUNet']
+__all__ = ['FEATURE_PERTURBATIONS', 'ARCHITECTURES', 'MODEL_FORMAT', 'ENCODER_FORMAT', 'unet_widths', 'ConvBlock', 'Encoder',
+           'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights', 'EncoderDecoder', 'UNet',
+           'FeaturePerturbation', 'split_groups', 'TwoStreamUNet', 'register_architecture', 'describe', 'build',
+           'save_model', 'BasicUNetEncoder', 'FeatureUNet', 'save_encoder', 'load_encoder']
 
 # %% ../nbs/02_models.ipynb #b92945ed
 def unet_widths(base:int=16, # channels of the first (full-resolution) level
@@ -151,7 +151,25 @@ def init_weights(m:nn.Module):
             nn.init.ones_(mod.weight); nn.init.zeros_(mod.bias)
     return m
 
-class UNet(nn.Module):
+class EncoderDecoder(nn.Module):
+    "A segmentation network made of `self.encoder` (input -> feature maps, finest first) and `self.decoder` (a `Decoder`): `UNet`, `FeatureUNet`."
+    def encode(self, x) -> list:
+        "Encoder feature maps, finest first (raises `DataError` on a badly sized input)."
+        return self.encoder(x)
+
+    def decode(self, feats, return_features:bool=False):
+        "Logits from encoder maps; with `return_features` also the decoder maps (coarse to fine)."
+        return self.decoder(feats, return_features)
+
+    def forward(self, x): return self.decode(self.encode(x))
+
+    def features(self, x) -> dict:
+        "Everything in one pass: dict(enc=list of encoder maps, dec=list of decoder maps, logits=...)."
+        enc = self.encode(x)
+        logits, dec = self.decode(enc, return_features=True)
+        return dict(enc=enc, dec=dec, logits=logits)
+
+class UNet(EncoderDecoder):
     "2D U-Net (SSL4MIS layout) with its encoder, decoder and feature maps exposed."
     def __init__(self, in_ch:int=1, # input channels
                  n_classes:int=2, # output classes, background included
@@ -174,22 +192,6 @@ class UNet(nn.Module):
         "The constructor arguments that rebuild this network (plain values, for a model file)."
         return dict(in_ch=self.in_ch, n_classes=self.n_classes, widths=list(self.widths), up=self.up,
                     dropout=list(self.encoder.dropout), dec_dropout=self.dec_dropout)
-
-    def encode(self, x) -> list:
-        "Encoder feature maps, finest first (raises `DataError` on a badly sized input)."
-        return self.encoder(x)
-
-    def decode(self, feats, return_features:bool=False):
-        "Logits from encoder maps; with `return_features` also the decoder maps (coarse to fine)."
-        return self.decoder(feats, return_features)
-
-    def forward(self, x): return self.decode(self.encode(x))
-
-    def features(self, x) -> dict:
-        "Everything in one pass: dict(enc=list of encoder maps, dec=list of decoder maps, logits=...)."
-        enc = self.encode(x)
-        logits, dec = self.decode(enc, return_features=True)
-        return dict(enc=enc, dec=dec, logits=logits)
 
 # %% ../nbs/02_models.ipynb #3db4e15d
 FEATURE_PERTURBATIONS = ('noise', 'dropout', 'none')
@@ -307,34 +309,6 @@ class TwoStreamUNet(nn.Module):
         la, lb = self.streams(x, x_b, groups)
         return dict(logits=(la, lb)) if self.training else self.ensemble(la, lb)
 
-# %% ../nbs/02_models.ipynb #b3fdbe23
-ENCODER_FORMAT = 'semicontrast.encoder/1'
-
-def save_encoder(encoder:Encoder, # the encoder to save (e.g. `pretrain_learn.model.encoder`)
-                 path, # file to write (conventionally `.pth`); its folder is created
-                 **meta, # JSON-like metadata stored with it (numbers, strings, lists, dicts)
-                ):
-    "Write `encoder`'s architecture, weights and `meta` to `path` (loadable with `weights_only=True`)."
-    if not isinstance(encoder, Encoder): raise ValueError(f"save_encoder expects a semicontrast Encoder, got {type(encoder).__name__}.")
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
-    obj = dict(format=ENCODER_FORMAT, in_ch=encoder.in_ch, widths=list(encoder.widths), dropout=list(encoder.dropout),
-               state_dict=state, meta=meta)
-    return atomic_write(path, lambda t: torch.save(obj, t))   # a crash never leaves a half-written encoder under the final name
-
-def load_encoder(path, # a file written by `save_encoder`
-                 map_location='cpu', # where the tensors go
-                ) -> Encoder:
-    "Rebuild the `Encoder` saved at `path`, with its weights; `encoder.meta` holds the saved metadata."
-    ck = load_torch_dict(path, 'encoder file', ENCODER_FORMAT, 're-run the pre-training that wrote it (encoders are written by save_encoder)',
-                         missing=f"write one with save_encoder(encoder, '{path}')", map_location=map_location)
-    enc = Encoder(ck['in_ch'], ck['widths'], ck['dropout'])
-    try: enc.load_state_dict(ck['state_dict'])
-    except RuntimeError as e:
-        raise DataError(f"encoder file '{path}': its weights do not match its recorded architecture ({str(e).splitlines()[0]}).") from None
-    enc.meta = dict(ck.get('meta') or {})
-    return enc
-
 # %% ../nbs/02_models.ipynb #d18e7a1b
 ARCHITECTURES = {}   # class name -> network class that `build` may construct (registered with `register_architecture`)
 
@@ -364,6 +338,33 @@ def build(spec:dict) -> nn.Module:
 
 register_architecture(UNet); register_architecture(TwoStreamUNet)
 
+# %% ../nbs/02_models.ipynb #8b7c59f4
+MODEL_FORMAT = 'semicontrast-model-v1'
+
+def save_model(model:torch.nn.Module, # a registered network (`models.ARCHITECTURES`), e.g. `learn.model`
+               path, # the file to write (e.g. 'model.pth')
+               prep:Preprocess, # the preprocessing the model was trained with
+               class_names, # name of every output channel, background first
+               method:str|None=None, # the method that trained it
+               state_dict:dict|None=None, # weights to write instead of the model's own (e.g. a kept best epoch)
+               **extra, # more plain values to keep (seed, distance unit, ...)
+              ) -> Path:
+    "Write a self-describing model file: network description, weights, preprocessing, class names, method and versions."
+    if not isinstance(prep, Preprocess): raise DataError(f"save_model: prep must be a Preprocess, got {type(prep).__name__}.")
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module   # the network inside the wrapper
+    if state_dict is not None and state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}   # weights taken from the wrapper
+    spec = describe(model)
+    n_out = getattr(model, 'n_classes', None) or spec['kwargs'].get('n_classes')
+    if n_out is not None and len(class_names) != int(n_out):
+        raise DataError(f"save_model: {len(class_names)} class names for a network with {n_out} outputs; give one name per output channel.")
+    weights = model.state_dict() if state_dict is None else state_dict
+    obj = dict(format=MODEL_FORMAT, arch=spec, state_dict={k: v.detach().cpu() for k, v in weights.items()},
+               preprocess=prep.to_dict(), class_names=[str(c) for c in class_names], method=method, versions=package_versions(),
+               **extra)
+    return atomic_write(path, lambda t: torch.save(obj, t))
+
+
 # %% ../nbs/02_models.ipynb #d92ba763
 class BasicUNetEncoder(nn.Module):
     "MONAI's 2D `BasicUNet` encoder path as a feature encoder: `conv_0` then `down_1`..`down_4`, five maps, finest first."
@@ -388,7 +389,7 @@ class BasicUNetEncoder(nn.Module):
 
     def config(self) -> dict: return dict(self._config)
 
-class FeatureUNet(nn.Module):
+class FeatureUNet(EncoderDecoder):
     "A U-Net from any feature encoder (`check_feature_encoder`) and our `Decoder`: `forward(x)` gives logits."
     def __init__(self, encoder:nn.Module, # a feature encoder (an `Encoder`, a `BasicUNetEncoder`, ...)
                  n_classes:int=2, up:str='transpose', dec_dropout:float=0.0):
@@ -398,8 +399,34 @@ class FeatureUNet(nn.Module):
         self.decoder = init_weights(Decoder(self.widths, n_classes, up, dec_dropout))
         self.dec_dropout = float(dec_dropout)
 
-    def forward(self, x): return self.decoder(self.encoder(x))
     def config(self) -> dict:
         return dict(encoder=describe(self.encoder), n_classes=self.n_classes, up=self.up, dec_dropout=self.dec_dropout)
 
 register_architecture(Encoder); register_architecture(BasicUNetEncoder); register_architecture(FeatureUNet)
+
+# %% ../nbs/02_models.ipynb #b3fdbe23
+ENCODER_FORMAT = 'semicontrast.encoder/1'
+
+def save_encoder(encoder:nn.Module, # a feature encoder (`Encoder`, `BasicUNetEncoder`, ...), e.g. `pretrain_learn.model.encoder`
+                 path, # file to write (conventionally `.pth`); its folder is created
+                 **meta, # JSON-like metadata stored with it (numbers, strings, lists, dicts): the run's method, preprocessing, ...
+                ):
+    "Write `encoder`'s description (`describe`), weights, the package versions and `meta` to `path` (loadable with `weights_only=True`)."
+    encoder = check_feature_encoder(encoder)
+    state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
+    obj = dict(format=ENCODER_FORMAT, arch=describe(encoder), state_dict=state, meta=meta, versions=package_versions())
+    return atomic_write(path, lambda t: torch.save(obj, t))   # a crash never leaves a half-written encoder under the final name
+
+def load_encoder(path, # a file written by `save_encoder`
+                 map_location='cpu', # where the tensors go
+                ) -> nn.Module:
+    "Rebuild the encoder saved at `path`, with its weights; `encoder.meta` holds the saved metadata, `encoder.versions` the versions that wrote it."
+    ck = load_torch_dict(path, 'encoder file', ENCODER_FORMAT, 're-run the pre-training that wrote it (encoders are written by save_encoder)',
+                         missing=f"write one with save_encoder(encoder, '{path}')", map_location=map_location)
+    # files written before encoders carried their description name our Encoder by its widths
+    enc = build(ck['arch']) if 'arch' in ck else Encoder(ck['in_ch'], ck['widths'], ck['dropout'])
+    try: enc.load_state_dict(ck['state_dict'])
+    except RuntimeError as e:
+        raise DataError(f"encoder file '{path}': its weights do not match its recorded architecture ({str(e).splitlines()[0]}).") from None
+    enc.meta, enc.versions = dict(ck.get('meta') or {}), dict(ck.get('versions') or {})
+    return enc

@@ -5,14 +5,11 @@
 # %% ../nbs/09a_report.ipynb #83ead41c
 from __future__ import annotations
 import json, html, math, os
-
 from pathlib import Path
 from .core import atomic_write
-
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
-
 from .viz import training_curves, metric_boxplot
 
 # %% auto #0
@@ -57,7 +54,8 @@ def summary_rows(result:dict) -> list:
         d = d.get(m, {}) if d else {}
         return f"{_fmt(d.get('mean'))} ± {_fmt(d.get('std'))}"
     for cname, d in (result.get('per_class') or {}).items():
-        rows.append([html.escape(str(cname)), ms(d, 'dice'), ms(d, 'hd95'), ms(d, 'asd')])
+        rows.append([html.escape(str(cname)) + (' <i>(absent from the test labels: not in the mean)</i>' if (d or {}).get('absent') else ''),
+                     ms(d, 'dice'), ms(d, 'hd95'), ms(d, 'asd')])
     mean, std = result.get('mean') or {}, result.get('std') or {}
     rows.append(['<b>mean</b>'] + [f"<b>{_fmt(mean.get(m))} ± {_fmt(std.get(m))}</b>" for m in ('dice', 'hd95', 'asd')])
     return rows

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
-from .core import DataError
+from .core import DataError, atomic_write, cases_fingerprint
 
 # %% auto #0
 __all__ = ['LIST_CONVENTION', 'Split', 'make_split', 'split_from_lists']
@@ -43,6 +43,7 @@ class Split:
     seed: int|None = None # seed of `make_split` (None: made by hand)
     patients: dict = field(default_factory=dict, repr=False) # case id -> patient id (for the summary; filled by `make_split`)
     source: str|None = field(default=None, compare=False, repr=False) # file it was loaded from
+    dataset: dict|None = field(default=None, compare=False, repr=False) # the data it was drawn on: name, format, content fingerprint of its cases
 
     def __post_init__(self):
         where = _where(self.source)
@@ -101,6 +102,11 @@ def check(self:Split, cases) -> Split:
         ex = "; ".join(f"{pt} in {' and '.join(ps)}" for pt, ps in list(leaks.items())[:5])
         raise DataError(f"{where} puts {len(leaks)} patient(s) in more than one part ({ex}). Frames of one patient leak "
                         "anatomy between parts; remake the split with make_split, which splits by patient.")
+    want = (self.dataset or {}).get('content')
+    if want is not None and self._content(cases) != want:
+        raise DataError(f"{where} was drawn on other data: its case ids are here, but their images or labels differ (content "
+                        f"{want} recorded, {self._content(cases)} loaded{', dataset ' + repr(self.dataset.get('name')) if self.dataset.get('name') else ''}). "
+                        "Load the data it was made for, or remake the split.")
     return self
 
 @patch
@@ -170,16 +176,24 @@ def make_split(cases, # `Case`s to split (their `patient` groups frames of one p
 
 # %% ../nbs/00b_splits.ipynb #d43392ca
 @patch
-def save(self:Split, path) -> Path:
-    "Write the split to `path` as JSON (case lists, seed, patient map, counts, format version)."
+def save(self:Split, path,
+         cases=None, # the loaded cases: record the content fingerprint of the split's cases, so a reuse on other data is refused
+         name:str|None=None, # the dataset's name, recorded with it
+        ) -> Path:
+    "Write the split to `path` as JSON (case lists, seed, patient map, counts, format version, and the data it was drawn on)."
     path = Path(path)
-    d = {'format': _FORMAT, 'version': _VERSION, 'seed': self.seed,
+    if cases is not None: self.dataset = dict(name=name, content=self._content(cases))
+    d = {'format': _FORMAT, 'version': _VERSION, 'seed': self.seed, 'dataset': self.dataset,
          'counts': {p: {'cases': len(getattr(self, p)), 'patients': self._part_patients(p)} for p in _PARTS}}
     d.update({p: list(getattr(self, p)) for p in _PARTS})
     d['patients'] = dict(self.patients)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(d, indent=1) + "\n")
-    return path
+    return atomic_write(path, lambda t: t.write_text(json.dumps(d, indent=1) + "\n"))
+
+@patch
+def _content(self:Split, cases) -> str:
+    "The content fingerprint (`core.cases_fingerprint`) of the cases this split names."
+    by_id, ids = _check_case_ids(cases), {i for p in _PARTS for i in getattr(self, p)}
+    return cases_fingerprint([c for i, c in by_id.items() if i in ids])
 
 @patch(cls_method=True)
 def load(cls:Split, path) -> Split:
@@ -199,7 +213,9 @@ def load(cls:Split, path) -> Split:
         raise DataError(f"split file '{path}' has version {v!r}; this semicontrast reads versions up to {_VERSION}. Upgrade semicontrast.")
     pats = d.get('patients') or {}
     if not isinstance(pats, dict): raise DataError(f"split file '{path}': 'patients' must map case ids to patient ids.")
-    return cls(**{p: d[p] for p in _PARTS}, seed=d.get('seed'), patients=pats, source=str(path))
+    ds = d.get('dataset')
+    if ds is not None and not isinstance(ds, dict): raise DataError(f"split file '{path}': 'dataset' must be an object (name, content).")
+    return cls(**{p: d[p] for p in _PARTS}, seed=d.get('seed'), patients=pats, source=str(path), dataset=ds)
 
 @patch
 def _part_patients(self:Split, part:str):

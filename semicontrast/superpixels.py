@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .core import DataError, atomic_write
-
 from .loaders import Preprocess, _plan
 from .augment import warp
 

@@ -9,9 +9,8 @@ from torch import nn
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
-
 from .core import DataError
-from .models import UNet, init_weights
+from .models import UNet, EncoderDecoder, init_weights
 from .losses import DiceCELoss
 from .loaders import supervised_dls
 from .method import SegLearner, ForegroundDice, with_guard, channels_of, check_classes, stage_record, train_augment, with_train_size, Stage, Method, register
@@ -46,12 +45,12 @@ def supervised_learner(dls:DataLoaders, # `supervised_dls(...)` (or any loaders 
                    cbs=with_guard(cbs), path=path)
 
 # %% ../nbs/13_supervised.ipynb #50635157
-def as_unet(pretrained) -> UNet:
-    "The `UNet` inside a pre-training network (`.unet`), a stage-1 Learner, or a `UNet` itself."
+def as_unet(pretrained) -> EncoderDecoder:
+    "The encoder-decoder (`UNet`, `FeatureUNet`) inside a pre-training network (`.unet`), a stage-1 Learner, or the network itself."
     m = getattr(pretrained, 'model', pretrained)
     m = getattr(m, 'unet', m)
-    if isinstance(m, UNet): return m
-    raise DataError(f"pretrained must be a UNet, an LRCNet / MixCLNet or the stage-1 Learner of lrc_learner / mixcl_learner; "
+    if isinstance(m, EncoderDecoder): return m
+    raise DataError(f"pretrained must be a UNet or FeatureUNet, an LRCNet / MixCLNet or the stage-1 Learner of lrc_learner / mixcl_learner; "
                     f"got {type(pretrained).__name__}.")
 
 def finetune_learner(dls:DataLoaders, # `supervised_dls(...)` of the labelled slices

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-
 from .core import DataError, IGNORE_INDEX
 from fastcore.basics import patch
 from .loaders import SegDataLoaders

@@ -1,6 +1,7 @@
 "Checkpoint and resume through the CLI: a killed run resumed with --resume ends like an uninterrupted one; determinism; refusals."
 import json
 import pytest, torch
+from semicontrast.models import MODEL_FORMAT
 import semicontrast.checkpoint as ck
 from semicontrast.cli import run_experiment, main
 
@@ -18,7 +19,8 @@ def _kill_after(monkeypatch, stage, epoch):
 
 def _weights(path):
     d = torch.load(path, weights_only=True)
-    return d['state_dict'] if 'format' in d else d   # model.pth is a model file (weights + description); models/*_best.pth bare weights
+    assert d['format'] == MODEL_FORMAT, path   # model.pth and models/*_best.pth are model files (weights + description)
+    return d['state_dict']
 
 
 def _same(a, b):

@@ -181,7 +181,7 @@ def test_cli_smoke_run_on_btcv_is_windowed(tmp_path):
 def write_msd_spleen(task, n=6, shape=(32, 32, 6)):
     "An MSD Task09_Spleen-like folder (CT, labels 0/1) with `n` training cases."
     for i in range(n):
-        img, lbl = ct_pair(i + 1, shape)
+        img, lbl = ct_pair(i + 1, shape, seed=1)   # not the BTCV fixture's arrays: a pool must not hold the test images
         save_nii(task/'imagesTr'/f'spleen_{i}.nii.gz', img)
         save_nii(task/'labelsTr'/f'spleen_{i}.nii.gz', (lbl == 1).astype(np.uint8))
     (task/'dataset.json').write_text(json.dumps({

@@ -32,7 +32,8 @@ def test_encoder_round_trip_keeps_architecture_weights_and_meta(tmp_path):
     p = save_encoder(enc, tmp_path/'sub'/'enc.pth', epochs=7, note='x')
     # the file is plain data: it loads with weights_only=True
     ck = torch.load(p, weights_only=True)
-    assert ck['widths'] == [4, 8, 16, 32] and ck['in_ch'] == 2
+    assert ck['arch']['arch'] == 'Encoder' and ck['arch']['kwargs']['widths'] == [4, 8, 16, 32] and ck['arch']['kwargs']['in_ch'] == 2
+    assert ck['versions']['torch'] and ck['meta'] == {'epochs': 7, 'note': 'x'}
     enc2 = load_encoder(p).eval()
     assert enc2.widths == enc.widths and enc2.dropout == enc.dropout and enc2.meta == {'epochs': 7, 'note': 'x'}
     x = torch.randn(3, 2, 32, 32)
@@ -55,7 +56,7 @@ def test_bad_encoder_files_name_the_file(tmp_path, content, needle):
         save_encoder(Encoder(1, (4, 8)), p); p.write_bytes(p.read_bytes()[:200])
     elif content == 'mismatch':
         save_encoder(Encoder(1, (4, 8)), p)
-        ck = torch.load(p, weights_only=True); ck['widths'] = [4, 16]; torch.save(ck, p)
+        ck = torch.load(p, weights_only=True); ck['arch']['kwargs']['widths'] = [4, 16]; torch.save(ck, p)
     elif content is not None: p.write_bytes(content)
     with pytest.raises(DataError, match=needle) as e: load_encoder(p)
     assert str(p) in str(e.value)

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from semicontrast.inference import load_model
 
 from semicontrast.cli import run_experiment, main
 from semicontrast.method import METHODS, RunContext, valid_cadence, poly_decay
@@ -88,8 +89,10 @@ def test_best_validation_epoch_is_kept_beside_the_last(tmp_path):
     cb = best['checkpoints']
     assert cb['test_on'] == 'best' and cb['best'] == ck['best']                          # the same run, the same best epoch
     tested = torch.load(tmp_path/'best'/'model.pth', weights_only=True)['state_dict']
-    kept = torch.load(tmp_path/'best'/cb['best']['file'], weights_only=True)
+    kept_net, kept_info = load_model(tmp_path/'best'/cb['best']['file'])                  # a self-describing model file too
+    kept = kept_net.state_dict()
+    assert kept_info['method'] == 'supervised' and kept_info['class_names'] == best['dataset']['class_names']
     assert all(torch.equal(tested[k], kept[k]) for k in tested)                          # model.pth is the best epoch's
-    last = torch.load(tmp_path/'best'/cb['last']['file'], weights_only=True)
+    last = load_model(tmp_path/'best'/cb['last']['file'])[0].state_dict()
     ref = torch.load(tmp_path/'last'/'model.pth', weights_only=True)['state_dict']
     assert all(torch.equal(last[k], ref[k]) for k in ref)                                # and the last epoch's are kept

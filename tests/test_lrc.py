@@ -222,7 +222,7 @@ def test_lrcnet_heads_and_outputs():
     assert isinstance(net.dense_head.proj[1], torch.nn.BatchNorm2d)     # LRC's head: conv-BN-ReLU-conv
     net.outputs = ('logits',)
     assert list(net(torch.randn(1, 2, 32, 32))) == ['logits']
-    with pytest.raises(ValueError, match='semicontrast UNet'): LRCNet(torch.nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match='needs an encoder-decoder'): LRCNet(torch.nn.Conv2d(1, 1, 1))
 
 
 def test_background_regions_are_dropped_whole():

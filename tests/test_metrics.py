@@ -156,7 +156,7 @@ PC = {'a': {1: dict(dice=0.9, hd95=2., asd=1.), 2: dict(dice=0.5, hd95=10., asd=
 
 def test_summarize_by_hand():
     s = summarize(PC, ['bg', 'LV', 'RV'])
-    assert set(s) == {'per_class', 'mean', 'std'}
+    assert set(s) == {'per_class', 'mean', 'std', 'absent_classes'} and s['absent_classes'] == []
     assert set(s['per_class']) == {'LV', 'RV'}
     lv = [0.9, 0.7, 0.8]
     assert s['per_class']['LV']['dice']['mean'] == pytest.approx(sum(lv) / 3)
@@ -244,7 +244,7 @@ def test_evaluate_stub():
     labs = [blobs((6, 10, 10), seed=s) for s in (10, 11)]
     cases = [label_case(f'c{i}', l, spacing=(3.0, 1.0, 1.0)) for i, l in enumerate(labs)]
     r = evaluate(NearestClass(3), cases, StubPrep(), n_classes=3, class_names=['bg', 'a', 'b'])
-    assert set(r) == {'per_case', 'per_class', 'mean', 'std'}
+    assert set(r) == {'per_case', 'per_class', 'mean', 'std', 'absent_classes'}
     assert set(r['per_case']) == {'c0', 'c1'} and set(r['per_class']) == {'a', 'b'}
     assert set(r['per_case']['c0']) == {'a', 'b'}   # per-case scores are keyed by class name, like per_class
     assert r['mean'] == {'dice': 1.0, 'hd95': 0.0, 'asd': 0.0}

@@ -382,7 +382,7 @@ def test_mixclnet_losses_reach_the_encoder_and_sigmoid_option():
 
 def test_mixclnet_bad_arguments():
     unet = UNet(in_ch=1, n_classes=2, base=8, depth=3)
-    with pytest.raises(ValueError, match='needs a semicontrast UNet'): MixCLNet(torch.nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match='needs an encoder-decoder'): MixCLNet(torch.nn.Conv2d(1, 1, 1))
     with pytest.raises(ValueError, match='choose one or more'): MixCLNet(unet, outputs=('global', 'pixels'))
     with pytest.raises(ValueError, match='choose one or more'): MixCLNet(unet, outputs=())
     with pytest.raises(ValueError, match='activation'): MixCLNet(unet, recon_activation='relu')

@@ -64,3 +64,33 @@ def test_monai_encoder_through_mscs(tmp_path, shared):
     assert isinstance(net, MSCSNet) and isinstance(net.encoders[0], BasicUNetEncoder)
     x = ts.valid.dataset[0][0][None]
     with torch.no_grad(): torch.testing.assert_close(net(x), learn.model.eval()(x))
+
+
+@pytest.mark.parametrize('method', ['mixcl', 'lrc'])
+def test_monai_encoder_through_mixcl_and_lrc(tmp_path, method):
+    "MixCL and LRC pre-train a FeatureUNet around MONAI's encoder (`model=`) and fine-tune that same network."
+    from semicontrast.learner import mixcl_learner, lrc_learner
+    from semicontrast.loaders import PoolSource, pooled_dls, supervised_dls
+    from semicontrast.superpixels import region_dls
+    cases = synthetic_phantoms(n=6, shape=(6, 32, 32), seed=0)
+    enc = BasicUNetEncoder(1, features=(8, 8, 16, 32, 64))
+    net = FeatureUNet(enc, n_classes=3)
+    w0 = copy.deepcopy(enc.state_dict())
+    if method == 'mixcl':
+        pre = mixcl_learner(pooled_dls([PoolSource('phantom', cases[:4], PREP, ['bg', 'a', 'b'])], bs=8, seed=0), 3, model=net)
+    else:
+        pre = lrc_learner(region_dls(cases[:4], cases[4:], PREP, bs=8, seed=0), 3, model=net)
+    assert pre.model.unet is net
+    pre.fit(1, 1e-3)
+    assert _changed(w0, enc)                                           # MONAI's convolutions were pre-trained
+    w1 = copy.deepcopy(net.state_dict())
+    learner = mixcl_learner if method == 'mixcl' else lrc_learner
+    ft = learner(supervised_dls(cases[:4], cases[4:], PREP, bs=4, augment=False), 3, stage='finetune', pretrained=pre, path=tmp_path)
+    assert ft.model is net                                             # the pre-trained network itself is fine-tuned
+    ft.fit(1, 1e-3)
+    assert _changed(w1, net) and 0 <= ft.validate()[1] <= 1
+    again, _ = load_model(ft.export(f'{method}.pth', class_names=['bg', 'a', 'b']))
+    assert isinstance(again, FeatureUNet) and isinstance(again.encoder, BasicUNetEncoder)
+    x = ft.dls.valid.dataset[0][0][None]
+    with torch.no_grad(): torch.testing.assert_close(again(x), ft.model.eval()(x))
+    with pytest.raises(ValueError, match='encoder-decoder'): learner(ft.dls, 3, model=torch.nn.Conv2d(1, 3, 1))

@@ -9,7 +9,8 @@ import torch
 
 from semicontrast.data import synthetic_phantoms
 from semicontrast.metrics import volume_metrics
-from semicontrast.inference import load_model, save_model, MODEL_FORMAT
+from semicontrast.inference import load_model
+from semicontrast.models import save_model, MODEL_FORMAT
 from semicontrast.loaders import Preprocess
 from semicontrast.models import UNet
 
@@ -81,3 +82,21 @@ def test_run_writes_a_self_describing_model(trained):
     assert d['preprocess'] == card['preprocessing']
     net, info = load_model(root/'run')
     assert isinstance(net, UNet) and not net.training and info['seed'] == card['seed']
+
+
+def test_predict_writes_class_probabilities(trained):
+    "--probabilities: a float32 (X, Y, Z, K) NIfTI with the input's affine, summing to 1 over classes, whose argmax is the label map."
+    root, card = trained
+    cid = card['split']['test'][0]
+    img = root/'data'/'imagesTr'/f'{cid}.nii.gz'
+    r = subprocess.run(CLI + ['predict', '--model', str(root/'run'), '--input', str(img), '--out', str(root/'probs'), '--quiet',
+                              '--probabilities'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lab, pr = nib.load(str(root/'probs'/f'{cid}.nii.gz')), nib.load(str(root/'probs'/f'{cid}_probs.nii.gz'))
+    assert pr.shape == lab.shape + (3,) and pr.get_data_dtype() == np.float32 and np.allclose(pr.affine, nib.load(str(img)).affine)
+    p = np.asarray(pr.dataobj)
+    assert np.allclose(p.sum(-1), 1, atol=1e-5) and (p >= 0).all()
+    assert (p.argmax(-1) == np.asarray(lab.dataobj)).mean() > 0.999   # ties aside, the same decision as the label map
+    r2 = subprocess.run(CLI + ['predict', '--model', str(root/'run'), '--input', str(img), '--out', str(root/'probs'), '--quiet',
+                               '--probabilities'], capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 2 and 'already exists' in r2.stderr and '--overwrite' in r2.stderr
