@@ -329,18 +329,23 @@ def _remove(p:Path):
 def _publish(stage:Path, out:Path):
     "Move a finished run from `stage` (inside `out`) into `out`: the earlier outputs step aside (card first), the new ones come in (card last), and only then are the earlier ones deleted; on any failure the earlier result is put back."
     prev = Path(tempfile.mkdtemp(prefix='.previous-', dir=out))
-    old, new = [], []
     try:
         for n in sorted(OUTPUTS, key=lambda n: n != 'result.json'):   # the earlier card leaves first ...
-            if (out/n).exists(): os.replace(out/n, prev/n); old.append(n)
+            if (out/n).exists(): os.replace(out/n, prev/n)
         for p in sorted(stage.iterdir(), key=lambda p: p.name == 'result.json'):   # ... and the new card arrives last
-            os.replace(p, out/p.name); new.append(p.name)
+            os.replace(p, out/p.name)
     except BaseException as e:
-        for n in new: _remove(out/n)
-        for n in reversed(old): os.replace(prev/n, out/n)   # the earlier card goes back last
-        shutil.rmtree(prev, ignore_errors=True)
+        _put_back(out, prev)
         if isinstance(e, OSError): raise os_error(e, out, 'publish the run into') from None
         raise
+    shutil.rmtree(prev, ignore_errors=True)
+
+def _put_back(out:Path, prev:Path):
+    "Undo a publish that did not finish: delete the new outputs in `out`, move the earlier ones back from `prev` (card last)."
+    for n in OUTPUTS:
+        if (out/n).exists() and not (prev/n).exists(): _remove(out/n)   # new outputs without an earlier twin
+    for p in sorted(prev.iterdir(), key=lambda p: p.name == 'result.json'):
+        _remove(out/p.name); os.replace(p, out/p.name)
     shutil.rmtree(prev, ignore_errors=True)
 
 def _recover(out:Path) -> list:
@@ -348,12 +353,9 @@ def _recover(out:Path) -> list:
     notes = []
     for prev in sorted(out.glob('.previous-*')):
         if not (out/'result.json').exists():   # it died while publishing, before the new card: the earlier result goes back
-            for n in OUTPUTS:
-                if (out/n).exists() and not (prev/n).exists(): _remove(out/n)   # half of the new outputs
-            for p in sorted(prev.iterdir(), key=lambda p: p.name == 'result.json'):
-                _remove(out/p.name); os.replace(p, out/p.name)
+            _put_back(out, prev)
             notes.append(f"put back the earlier result in '{out}' that an interrupted run was replacing")
-        shutil.rmtree(prev, ignore_errors=True)
+        else: shutil.rmtree(prev, ignore_errors=True)   # it died after the new card arrived: the earlier result is obsolete
     for st in out.glob('.partial-*'): shutil.rmtree(st, ignore_errors=True)   # outputs of a run that never finished
     return notes
 

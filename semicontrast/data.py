@@ -17,7 +17,7 @@ __all__ = ['MAX_IMAGE_GB', 'ACDC_CLASSES', 'BTCV_CLASSES', 'LA_CLASSES', 'BRATS_
            'hippocampus_path', 'load_hippocampus', 'read_acdc', 'read_acdc_h5', 'parse_monuseg_xml',
            'rasterise_polygons', 'read_monuseg', 'tile_cases', 'read_btcv', 'read_la_h5', 'read_brats',
            'nnunet_classes', 'read_nnunet', 'read_pairs', 'read_datalist', 'DatasetInfo', 'default_intensity',
-           'detect_format', 'load_dataset']
+           'detect_format', 'load_dataset', 'absent_classes']
 
 # %% ../nbs/00a_data.ipynb #b2a2e08a
 def _where(source, id): return f"'{source}'" if source else f"case '{id}'"
@@ -1190,12 +1190,16 @@ def _load_dataset(name_or_path, fmt=None, **kwargs) -> tuple:
     _warn_absent(cases, n, names, declared_by)
     return cases, DatasetInfo(name, fmt, str(p), n, names, modality, default_intensity(modality))
 
-def _warn_absent(cases, n:int, names, declared_by:str):
-    "Warn about declared classes that no label of the dataset contains (they would score 1 or 0 whatever the model does)."
+def absent_classes(cases, n:int) -> list:
+    "Foreground class ids in 1..n-1 that no label of `cases` contains."
     seen = np.zeros(max(int(n), 1), bool)
     for c in cases:
         if c.label is not None: seen |= np.bincount(np.asarray(c.label).ravel(), minlength=len(seen))[:len(seen)] > 0
-    absent = [k for k in range(1, int(n)) if not seen[k]]
+    return [k for k in range(1, int(n)) if not seen[k]]
+
+def _warn_absent(cases, n:int, names, declared_by:str):
+    "Warn about declared classes that no label of the dataset contains (they would score 1 or 0 whatever the model does)."
+    absent = absent_classes(cases, n)
     if absent and any(c.label is not None for c in cases):
         warnings.warn(f"{declared_by} declares the class(es) {', '.join(f'{k} ({names[k]})' for k in absent)}, but no label of its "
                       f"{len(cases)} case(s) contains them; the results show them apart and leave them out of the mean.", stacklevel=3)

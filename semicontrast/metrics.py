@@ -8,6 +8,7 @@ import math, warnings
 import numpy as np
 import torch
 from .core import DataError
+from .data import absent_classes
 
 # %% auto #0
 __all__ = ['volume_metrics', 'summarize', 'predict_volume', 'evaluate']
@@ -169,8 +170,7 @@ def evaluate(model, # segmentation network
         if case.id in per_case: raise DataError(f"evaluate: case id {case.id!r} appears twice; case ids must be unique.")
         pred = predict_volume(model, case, prep, device=device)
         per_case[case.id] = volume_metrics(pred, case.label, case.spacing, n_classes)
-    absent = [c for c in range(1, int(n_classes)) if not any((case.label == c).any() for case in cases)]   # in no test label
-    summary = summarize(per_case, class_names, absent=absent)
+    summary = summarize(per_case, class_names, absent=absent_classes(cases, n_classes))   # classes in no test label: apart
     names = _names(sorted(next(iter(per_case.values()))), class_names)
     named = {cid: {names[c]: m for c, m in res.items()} for cid, res in per_case.items()}
     return dict(per_case=named, **summary)

@@ -103,9 +103,10 @@ def check(self:Split, cases) -> Split:
         raise DataError(f"{where} puts {len(leaks)} patient(s) in more than one part ({ex}). Frames of one patient leak "
                         "anatomy between parts; remake the split with make_split, which splits by patient.")
     want = (self.dataset or {}).get('content')
-    if want is not None and self._content(cases) != want:
+    got = self._content(cases) if want is not None else None
+    if got != want:
         raise DataError(f"{where} was drawn on other data: its case ids are here, but their images or labels differ (content "
-                        f"{want} recorded, {self._content(cases)} loaded{', dataset ' + repr(self.dataset.get('name')) if self.dataset.get('name') else ''}). "
+                        f"{want} recorded, {got} loaded{', dataset ' + repr(self.dataset.get('name')) if self.dataset.get('name') else ''}). "
                         "Load the data it was made for, or remake the split.")
     return self
 

@@ -452,13 +452,14 @@ def test_kill_9_while_publishing_then_the_next_run_puts_the_earlier_result_back(
 
 
 def test_sigterm_is_handled_like_ctrl_c(tmp_path, capsys, monkeypatch):
+    handler0 = signal.getsignal(signal.SIGTERM)
     def fit(self, learn, stage, epochs, lr): os.kill(os.getpid(), signal.SIGTERM)
     monkeypatch.setattr(RunContext, 'fit', fit)
     out = tmp_path/'out'; before = old_result(out)
     rc, err = run_cli('supervised', ['--data', str(msd(tmp_path)), '--overwrite'], out, capsys)
     assert rc == 143 and 'terminated (SIGTERM)' in err and 'Traceback' not in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and not leftovers(tmp_path)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+    assert signal.getsignal(signal.SIGTERM) is handler0   # the caller's handler is restored
 
 
 def test_resume_with_other_data_is_refused_naming_the_difference(tmp_path, capsys, monkeypatch):
