@@ -98,7 +98,7 @@ def _image_to_model(prep:Preprocess, x:torch.Tensor) -> torch.Tensor:
     return out
 
 def _label_to_model(prep:Preprocess, y:torch.Tensor) -> torch.Tensor:
-    "Label maps `(..., H, W)` (any integer dtype) -> `(..., h, w)` int64; padding is `IGNORE_INDEX`."
+    "Label maps `(..., H, W)` (any integer dtype) -> `(..., h, w)` int64; padding is background, or `IGNORE_INDEX` on unlabelled slices."
     (H, W), (h, w) = y.shape[-2:], prep.size
     y = y.long()
     if prep.spatial == 'resize':
@@ -107,7 +107,8 @@ def _label_to_model(prep:Preprocess, y:torch.Tensor) -> torch.Tensor:
         r = F.interpolate(y.reshape(-1, 1, H, W).float(), size=(h, w), mode='nearest-exact')
         return r.round().long().reshape(*lead, h, w)
     (oy, my), (ox, mx) = _plan(H, h), _plan(W, w)
-    out = torch.full((*y.shape[:-2], h, w), IGNORE_INDEX, dtype=torch.long)
+    labelled = (y != IGNORE_INDEX).flatten(-2).any(-1)[..., None, None]   # one flag per slice
+    out = torch.where(labelled, 0, IGNORE_INDEX).expand(*y.shape[:-2], h, w).clone()
     out[..., my, mx] = y[..., oy, ox]
     return out
 

@@ -47,21 +47,32 @@ def test_pad_round_trip_larger_crops_centre(H, W):
     assert back.sum() == back[:, y0:y0+hh, x0:x0+ww].sum()       # outside: background
 
 
-def test_pad_labels_ignore_and_image_fill():
+def test_pad_labels_background_and_image_fill():
+    "A labelled slice's padding is background (supervised), an unlabelled slice's stays ignored; the image is filled with its minimum."
     prep = Preprocess(size=(16, 20), spatial='pad', intensity='none')
     img = np.arange(10 * 12, dtype=np.float32).reshape(1, 10, 12) + 5
     lbl = np.ones((10, 12), np.uint8)
     x, y = prep.slice_to_model(img, lbl)
     assert x.dtype == torch.float32 and y.dtype == torch.int64
     assert tuple(x.shape) == (1, 16, 20) and tuple(y.shape) == (16, 20)
-    assert (y == IGNORE_INDEX).sum().item() == 16 * 20 - 10 * 12
-    rows, cols = np.nonzero((y != IGNORE_INDEX).any(1).numpy())[0], np.nonzero((y != IGNORE_INDEX).any(0).numpy())[0]
+    assert (y == IGNORE_INDEX).sum().item() == 0
+    assert (y == 0).sum().item() == 16 * 20 - 10 * 12               # padding: background
+    rows, cols = np.nonzero((y == 1).any(1).numpy())[0], np.nonzero((y == 1).any(0).numpy())[0]
     assert (rows[0], 16 - 1 - rows[-1]) == (3, 3) and (cols[0], 20 - 1 - cols[-1]) == (4, 4)   # centred
     assert (y == 1).sum().item() == 10 * 12
-    assert (x[0][y == IGNORE_INDEX] == 5).all()                    # slice minimum
+    assert (x[0][y == 0] == 5).all()                                # slice minimum
     assert sorted(x[0][y == 1].tolist()) == sorted(img.ravel().tolist())
     x2, y2 = prep.slice_to_model(img, None)
     assert y2 is None and torch.equal(x2, x)
+    # a stack of one labelled and one unlabelled slice: the flag is per slice
+    from semicontrast.loaders import _label_to_model
+    stack = torch.stack([torch.from_numpy(lbl).long(), torch.full((10, 12), IGNORE_INDEX)])
+    ys = _label_to_model(prep, stack)
+    assert torch.equal(ys[0], y) and (ys[1] == IGNORE_INDEX).all()
+    # a partly labelled slice (some pixels ignored) is labelled: its padding is background, its ignored pixels stay
+    part = lbl.astype(np.int64); part[:2] = IGNORE_INDEX
+    _, yp = prep.slice_to_model(img, part)
+    assert (yp == IGNORE_INDEX).sum().item() == 2 * 12 and (yp == 0).sum().item() == 16 * 20 - 10 * 12
 
 
 def test_resize_round_trip_approximate_on_smooth_shapes():
@@ -253,7 +264,7 @@ def test_two_stream_batches(two_stream_cases):
     for xb, yb in batches:
         assert tuple(xb.shape) == (bl + bu, 1, 24, 24) and yb.dtype == torch.int64
         for i in range(bl):                                  # real labels (not only ignore) in the first bl ...
-            assert (yb[i] != IGNORE_INDEX).sum() == 20 * 20
+            assert (yb[i] != IGNORE_INDEX).sum() == 24 * 24  # 20 x 20 slice + its padding as background
         assert (yb[bl:] == IGNORE_INDEX).all()              # ... only ignore in the rest
     assert tuple(dls.valid.one_batch()[1].shape) == (4, 24, 24)
 
