@@ -22,8 +22,8 @@ from .inference import predict
 import semicontrast.learner   # imports every method module, which registers the method (the list of methods lives there)
 
 # %% auto #0
-__all__ = ['SIZES', 'AUGMENTS', 'GRAD_SYNCS', 'SCHEDULES', 'OPTIMISERS', 'OUTPUTS', 'LOCK', 'run_experiment', 'summary_table',
-           'UsageError', 'build_parser', 'main', 'Terminated', 'torchrun_main']
+__all__ = ['SIZES', 'AUGMENTS', 'GRAD_SYNCS', 'SCHEDULES', 'OPTIMISERS', 'OUTPUTS', 'LOCK', 'run_experiment', 'run_experiments',
+           'summary_table', 'UsageError', 'build_parser', 'main', 'Terminated', 'torchrun_main']
 
 # %% ../nbs/10_cli.ipynb #f1e43a04
 SIZES = {
@@ -441,6 +441,28 @@ def _case_figures(test_cases, per_case, model, prep, info, device):
              slice_viewer(c.image, c.label, predict_volume(model, c, prep, device=device),
                           n_classes=info.n_classes, class_names=info.class_names))
             for tag, c in picks]
+
+# %% ../nbs/10_cli.ipynb #d40d133c
+def run_experiments(jobs:list, # one dict of `run_experiment` arguments per run, e.g. dict(method='ideal', seed=0, out=...)
+                    progress:bool=True, # a progress bar over the runs (HTML in a notebook, text in a terminal)
+                    **common, # arguments every run shares; a job's own value wins
+                   ) -> list:
+    "Run several experiments one after another, quietly, with a progress bar over the runs and each run's Dice and time; returns the result cards."
+    from fastprogress.fastprogress import progress_bar
+    jobs = [dict(j) for j in jobs]
+    if not jobs: raise UsageError("run_experiments got no jobs: pass a list of dicts of run_experiment arguments.")
+    cards, t0 = [], time.time()
+    bar = progress_bar(range(len(jobs)), display=progress, leave=True)
+    for i in bar:
+        kw = {**common, **jobs[i], 'quiet': True}
+        what = f"{kw.get('method', 'supervised')}, seed {kw.get('seed', 0)}"
+        bar.comment = f'run {i + 1}/{len(jobs)}: {what}'
+        card = run_experiment(**kw)
+        cards.append(card)
+        bar.comment = f"run {i + 1}/{len(jobs)}: {what}: Dice {card['mean']['dice']:.3f} in {card['timings']['total_s']:.0f} s"
+    if progress: print(f'{len(jobs)} runs in {time.time() - t0:.0f} s: ' +
+                       ', '.join(f"{c['method']} seed {c['seed']} {c['timings']['total_s']:.0f} s" for c in cards))
+    return cards
 
 # %% ../nbs/10_cli.ipynb #929b98b8
 def summary_table(result:dict) -> str:

@@ -17,11 +17,11 @@ from .loaders import SegDataLoaders
 # %% auto #0
 __all__ = ['class_color', 'label_colorscale', 'slice_viewer', 'case_gallery', 'overlay_rgb', 'volume_explorer', 'training_curves',
            'metric_boxplot', 'downsample_labels', 'dense_embeddings', 'project_embeddings', 'embedding_scatter',
-           'similarity_map', 'similarity_explorer', 'similarity_rgb', 'similarity_widget', 'results_table',
-           'superpixel_boundaries', 'superpixel_explorer', 'superpixel_rgb', 'superpixel_widget', 'region_samples',
-           'region_classes', 'region_embeddings', 'perturbation_panel', 'stream_disagreement', 'disagreement_explorer',
-           'disagreement_curve', 'grid_points', 'class_scatter', 'volume_boxplot', 'prediction_row', 'panel_grid',
-           'panel_row']
+           'similarity_map', 'ClickableFigure', 'similarity_explorer', 'similarity_rgb', 'similarity_widget',
+           'results_table', 'superpixel_boundaries', 'superpixel_explorer', 'superpixel_rgb', 'superpixel_widget',
+           'region_samples', 'region_classes', 'region_embeddings', 'perturbation_panel', 'stream_disagreement',
+           'disagreement_explorer', 'disagreement_curve', 'grid_points', 'class_scatter', 'volume_boxplot',
+           'prediction_row', 'panel_grid', 'panel_row']
 
 # %% ../nbs/09_viz.ipynb #fb1cae09
 _PALETTE = ['#e69f00', '#56b4e9', '#009e73', '#f0e442', '#0072b2', '#d55e00', '#cc79a7', '#999999',
@@ -57,30 +57,42 @@ def _image_trace(img2d, lo, hi, visible=True):
     return go.Heatmap(z=img2d, colorscale='gray', zmin=lo, zmax=hi, showscale=False, visible=visible,
                       hovertemplate='x=%{x} y=%{y}<br>intensity=%{z:.3g}<extra></extra>')
 
-def _label_trace(lbl2d, n_classes, opacity, visible=True, names=None):
-    lbl = np.asarray(lbl2d).astype(np.float32)
-    text = None
-    if names is not None:
-        text = np.asarray(names, dtype=object)[np.clip(lbl.astype(int), 0, len(names) - 1)]
-    return go.Heatmap(z=lbl, colorscale=label_colorscale(n_classes, opacity), zmin=-0.5, zmax=n_classes - 0.5,
-                      showscale=False, visible=visible, text=text,
-                      hovertemplate=('class=%{text}' if text is not None else 'class=%{z}') + '<extra></extra>')
+def _label_trace(lbl2d, n_classes, opacity, visible=True, x=None, y=None):
+    "Class ids as a uint8 heatmap (a quarter of float32's bytes in a page); class names go in `_class_legend`, not per pixel."
+    lbl = np.asarray(lbl2d)
+    lbl = lbl.astype(np.uint8) if lbl.size and 0 <= lbl.min() and lbl.max() < 256 else lbl.astype(np.float32)
+    return go.Heatmap(z=lbl, x=x, y=y, colorscale=label_colorscale(n_classes, opacity), zmin=-0.5, zmax=n_classes - 0.5,
+                      showscale=False, visible=visible, hovertemplate='class %{z}<extra></extra>')
+
+def _class_legend(n_classes, class_names) -> list:
+    "One legend entry per foreground class, '1 anterior', in its colour (traces without data: they only fill the legend)."
+    names = list(class_names or [])
+    return [go.Scatter(x=[None], y=[None], mode='markers', marker=dict(symbol='square', size=12, color=class_color(c)),
+                       name=f'{c} {names[c]}' if c < len(names) else str(c), showlegend=True, visible=True, hoverinfo='skip')
+            for c in range(1, n_classes)]
+
+def _grey8(img2d, lo, hi) -> np.ndarray:
+    "Intensities windowed to [lo, hi] as uint8 grey levels (for figures whose size matters more than exact values)."
+    g = (np.asarray(img2d, np.float32) - lo) / max(float(hi - lo), 1e-12)
+    return np.round(np.clip(g, 0, 1) * 255).astype(np.uint8)
 
 # %% ../nbs/09_viz.ipynb #f884de09
 def slice_viewer(image, # (Z,H,W) or (C,Z,H,W) volume
                  label=None, # (Z,H,W) ground truth or None
                  pred=None, # (Z,H,W) prediction or None: shown in a second panel beside the ground truth
                  n_classes:int=None, # default: 1 + the largest label value
-                 class_names=None, # names shown on hover
+                 class_names=None, # names shown in the legend ('1 anterior', ...)
                  z:int=None, # first slice shown (default: the slice with the most foreground)
                  title:str=None,
                  opacity:float=0.45, # of the label overlay
                  channel:int=0, # which channel of a multi-channel image to show
                  height:int=420,
+                 max_slices:int=24, # at most this many slices on the slider (evenly spread, always with `z`); None: all
+                 max_side:int=160, # larger slices are shown with a stride so the longer side is at most this
                 ) -> go.Figure:
-    "A plotly figure with a slider over slices: the image with its label (and prediction) overlaid."
+    "A plotly figure with a slider over slices: the image with its label (and prediction) overlaid; thinned to stay light in a page."
     vol = _as_display(image, channel)
-    Z = vol.shape[0]
+    Z, H, W = vol.shape
     for name, arr in (('label', label), ('pred', pred)):
         if arr is not None and np.asarray(arr).shape != vol.shape:
             raise DataError(f"{name} has shape {np.asarray(arr).shape} but the image has {vol.shape}; they must match.")
@@ -89,22 +101,33 @@ def slice_viewer(image, # (Z,H,W) or (C,Z,H,W) volume
     if z is None:
         ref = label if label is not None else pred
         z = int(np.argmax((np.asarray(ref) > 0).sum((1, 2)))) if ref is not None else Z // 2
+    ks = list(range(Z))
+    if max_slices is not None and Z > max(int(max_slices), 1):
+        ks = sorted(set(np.linspace(0, Z - 1, int(max_slices)).round().astype(int).tolist()) | {int(z)})
+    s = max(1, math.ceil(max(H, W) / max_side)) if max_side else 1       # display stride
+    xs, ys = (np.arange(0, W, s), np.arange(0, H, s)) if s > 1 else (None, None)
     lo, hi = np.percentile(vol, [0.5, 99.5])
     panels = [('image + label' if label is not None else 'image', label)]
     if pred is not None: panels.append(('prediction', pred))
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.04)
     per_slice = 0
-    for k in range(Z):
+    for i, k in enumerate(ks):
         for col, (_, lab) in enumerate(panels, start=1):
-            fig.add_trace(_image_trace(vol[k], lo, hi, visible=(k == z)), row=1, col=col)
-            if lab is not None: fig.add_trace(_label_trace(np.asarray(lab)[k], n_classes, opacity, k == z, class_names), row=1, col=col)
-        if k == 0: per_slice = len(fig.data)
+            fig.add_trace(go.Heatmap(z=_grey8(vol[k, ::s, ::s], lo, hi), x=xs, y=ys, colorscale='gray', zmin=0, zmax=255,
+                                     showscale=False, visible=(k == z), hovertemplate='x=%{x} y=%{y}<br>grey %{z}<extra></extra>'),
+                          row=1, col=col)
+            if lab is not None: fig.add_trace(_label_trace(np.asarray(lab)[k, ::s, ::s], n_classes, opacity, k == z, xs, ys), row=1, col=col)
+        if i == 0: per_slice = len(fig.data)
+    n_slices = len(fig.data)
+    if class_names is not None:
+        for tr in _class_legend(n_classes, class_names): fig.add_trace(tr, row=1, col=1)
     steps = []
-    for k in range(Z):
-        vis = [False] * len(fig.data)
-        for i in range(k * per_slice, (k + 1) * per_slice): vis[i] = True
+    for i, k in enumerate(ks):
+        vis = [False] * n_slices + [True] * (len(fig.data) - n_slices)
+        for j in range(i * per_slice, (i + 1) * per_slice): vis[j] = True
         steps.append(dict(method='restyle', args=[{'visible': vis}], label=str(k)))
-    fig.update_layout(sliders=[dict(active=z, steps=steps, currentvalue={'prefix': 'slice z = '}, pad={'t': 30})],
+    note = f' (every {Z / len(ks):.1f}th of {Z} slices)' if len(ks) < Z else ''
+    fig.update_layout(sliders=[dict(active=ks.index(int(z)), steps=steps, currentvalue={'prefix': f'slice z{note} = '}, pad={'t': 30})],
                       title=title, height=height, margin=dict(l=10, r=10, t=60 if title else 40, b=10))
     for col in range(1, len(panels) + 1):
         fig.update_yaxes(autorange='reversed', scaleanchor=f"x{'' if col == 1 else col}", showticklabels=False, row=1, col=col)
@@ -129,9 +152,11 @@ def case_gallery(cases, # `Case` objects
         lo, hi = np.percentile(vol, [0.5, 99.5])
         r, col = i // cols + 1, i % cols + 1
         fig.add_trace(_image_trace(vol[z], lo, hi), row=r, col=col)
-        if c.label is not None: fig.add_trace(_label_trace(c.label[z], n_classes, opacity, names=class_names), row=r, col=col)
+        if c.label is not None: fig.add_trace(_label_trace(c.label[z], n_classes, opacity), row=r, col=col)
         fig.update_yaxes(autorange='reversed', showticklabels=False, row=r, col=col)
         fig.update_xaxes(showticklabels=False, row=r, col=col)
+    if class_names is not None:
+        for tr in _class_legend(n_classes, class_names): fig.add_trace(tr, row=1, col=1)
     fig.update_layout(height=rows * height_per_row, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
@@ -163,6 +188,15 @@ def _png(rgb, scale=1):
     buf = io.BytesIO(); im.save(buf, format='PNG')
     return buf.getvalue()
 
+def _show_png(pic, rgb, display_px:int):
+    "Draw `rgb` (H,W,3) in the ipywidgets `Image` `pic` with its longer side `display_px` screen pixels, whatever the front end's CSS."
+    H, W = rgb.shape[:2]; f = display_px / max(H, W)
+    w, h = max(1, round(W * f)), max(1, round(H * f))
+    pic.value = _png(rgb, max(1, math.ceil(f)))          # nearest-neighbour upsampling keeps pixels sharp
+    pic.width, pic.height = str(w), str(h)               # the <img> attributes (ipywidgets 7 and 8) ...
+    pic.layout.width, pic.layout.height = f'{w}px', f'{h}px'   # ... and its inline style, which beats a stylesheet's 100%
+    pic.layout.object_fit = 'contain'
+
 # %% ../nbs/09_viz.ipynb #a7d09a8e
 def volume_explorer(cases, # `Case` objects
                     preds:dict=None, # optional {case id: (Z,H,W) prediction}
@@ -189,7 +223,6 @@ def volume_explorer(cases, # `Case` objects
         c = cases[pick.value]
         vol = _as_display(c.image)
         state.update(c=c, vol=vol, lohi=np.percentile(vol, [0.5, 99.5]), p=preds.get(c.id))
-        state['scale'] = max(1, display_px // max(vol.shape[1:]))
         zs.unobserve(_draw, names='value')
         zs.max = c.n_slices - 1
         zs.value = int(np.argmax((c.label > 0).sum((1, 2)))) if c.label is not None else c.n_slices // 2
@@ -198,8 +231,8 @@ def volume_explorer(cases, # `Case` objects
         _draw()
     def _draw(*_):
         c, vol, (lo, hi), k = state['c'], state['vol'], state['lohi'], zs.value
-        left.value = _png(overlay_rgb(vol[k], None if c.label is None else c.label[k], lo, hi, opacity), state['scale'])
-        if state['p'] is not None: right.value = _png(overlay_rgb(vol[k], state['p'][k], lo, hi, opacity), state['scale'])
+        _show_png(left, overlay_rgb(vol[k], None if c.label is None else c.label[k], lo, hi, opacity), display_px)
+        if state['p'] is not None: _show_png(right, overlay_rgb(vol[k], state['p'][k], lo, hi, opacity), display_px)
     pick.observe(_case, names='value')
     zs.observe(_draw, names='value')
     _case()
@@ -395,12 +428,6 @@ def similarity_map(emb_query, # (D,h,w) embeddings of the query image
     return np.einsum('d,mdhw->mhw', v, on)
 
 # %% ../nbs/09_viz.ipynb #10686824
-def _query_grid(h:int, w:int, max_positions:int) -> list:
-    "Query cells: all of an (h, w) grid, or a regular sub-grid (stride s, centred in each block) of at most `max_positions`."
-    s = 1
-    while math.ceil(h / s) * math.ceil(w / s) > max(int(max_positions), 1): s += 1
-    return [(y, x) for y in range(min(s // 2, h - 1), h, s) for x in range(min(s // 2, w - 1), w, s)]
-
 def _label_outline(lbl2d) -> np.ndarray:
     "Boolean (H,W) mask of labelled pixels (> 0) whose 4-neighbour has another class."
     l = np.asarray(lbl2d)
@@ -420,28 +447,106 @@ def _check_sim_inputs(images, embs, labels):
         raise DataError(f"labels have shape {np.shape(labels)} but images are {ims.shape}; they must match.")
     return ims, E, None if labels is None else np.asarray(labels)
 
+class ClickableFigure:
+    "A plotly figure and the JavaScript that makes it respond to clicks, shown as HTML: in JupyterLab, Colab, static pages and files."
+    def __init__(self, figure:go.Figure, script:str): self.figure, self.script = figure, script
+    def to_html(self, include_plotlyjs=True, full_html:bool=False) -> str:
+        "The figure as HTML with its script (`include_plotlyjs` as in `plotly.io.to_html`: True embeds plotly.js, so it works offline)."
+        import plotly.io as pio
+        return pio.to_html(self.figure, include_plotlyjs=include_plotlyjs, full_html=full_html, post_script=self.script,
+                           config={'displaylogo': False})
+    def _repr_html_(self) -> str: return self.to_html()
+    def write_html(self, path):
+        "A standalone HTML file (plotly.js included) that works offline."
+        from .core import atomic_write
+        text = self.to_html(full_html=True)
+        return atomic_write(path, lambda t: t.write_text(text, encoding='utf-8'))
+    def show(self):
+        "Display it in a notebook (as HTML, so that its script runs)."
+        from IPython.display import display, HTML
+        display(HTML(self.to_html()))
+
+def _pool_grid(E:np.ndarray, max_grid:int) -> np.ndarray:
+    "Average (M,D,h,w) embeddings over blocks so that the longer side is at most `max_grid` (aspect kept; small grids unchanged)."
+    h, w = E.shape[-2:]
+    if max(h, w) <= max_grid: return E
+    f = max_grid / max(h, w)
+    t = torch.from_numpy(np.ascontiguousarray(E, np.float32))
+    return F.adaptive_avg_pool2d(t, (max(1, round(h * f)), max(1, round(w * f)))).numpy()
+
+def _int8_unit(E:np.ndarray) -> np.ndarray:
+    "(M,D,h,w) embeddings -> (M,h,w,D) int8: each cell's vector scaled to length 127 (cosine survives to about 1e-2)."
+    v = np.moveaxis(np.asarray(E, np.float32), 1, -1)
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.round(v / np.maximum(n, 1e-12) * 127).astype(np.int8)
+
+_SIM_JS = """
+(function () {
+  var gd = document.getElementById('{plot_id}'), S = __DATA__;
+  var raw = atob(S.emb), E = new Int8Array(raw.length);
+  for (var i = 0; i < raw.length; i++) { var b = raw.charCodeAt(i); E[i] = b > 127 ? b - 256 : b; }
+  var D = S.D, h = S.h, w = S.w, M = S.M, nrm = new Float32Array(M * h * w);
+  for (var c = 0; c < M * h * w; c++) { var s = 0; for (var d = 0; d < D; d++) s += E[c * D + d] * E[c * D + d]; nrm[c] = Math.sqrt(s) || 1; }
+  function pick(cy, cx) {
+    var q = cy * w + cx, zs = [];
+    for (var m = 0; m < M; m++) {
+      var z = [];
+      for (var y = 0; y < h; y++) {
+        var row = [];
+        for (var x = 0; x < w; x++) {
+          var c = (m * h + y) * w + x, s = 0;
+          for (var d = 0; d < D; d++) s += E[q * D + d] * E[c * D + d];
+          row.push(s / (nrm[q] * nrm[c]));
+        }
+        z.push(row);
+      }
+      zs.push(z);
+    }
+    Plotly.restyle(gd, {z: zs}, S.sims);
+    Plotly.restyle(gd, {x: [[(cx + 0.5) * S.W / w - 0.5]], y: [[(cy + 0.5) * S.H / h - 0.5]]}, [S.marker]);
+    Plotly.relayout(gd, {'title.text': 'query cell (' + cy + ', ' + cx + '): click the query image to pick another'});
+    gd.setAttribute('data-query', cy + ',' + cx);
+  }
+  gd.on('plotly_click', function (ev) {
+    var p = ev.points && ev.points[0];
+    if (!p || (p.data.xaxis || 'x') !== 'x') return;             // only clicks on the query image count
+    var cy, cx, idx = p.pointIndex || p.pointNumber;
+    if (p.curveNumber === S.sims[0] && idx && idx.length === 2) { cy = idx[0]; cx = idx[1]; }
+    else { cy = Math.floor((p.y + 0.5) * h / S.H); cx = Math.floor((p.x + 0.5) * w / S.W); }
+    pick(Math.min(Math.max(cy, 0), h - 1), Math.min(Math.max(cx, 0), w - 1));
+  });
+  gd.setAttribute('data-query', S.q[0] + ',' + S.q[1]);
+})();
+"""
+
 def similarity_explorer(images, # (M,H,W) slices; images[0] is the query image
                         embs, # (M,D,h,w) their embeddings (`dense_embeddings(...)['emb']`)
                         labels=None, # optional (M,H,W) class ids, drawn as outlines
-                        positions=None, # query cells [(y, x), ...]; default: the grid, subsampled to `max_positions`
-                        max_positions:int=64,
+                        query=None, # first query cell (y, x) of the (pooled) grid; default: the query image's foreground centre
+                        max_grid:int=32, # embeddings are averaged over blocks so the grid is at most max_grid x max_grid
                         titles=None, # one title per image (default: 'query', 'image 1', ...)
                         opacity:float=0.55, # of the similarity overlay
                         cols:int=4, # panels per row
                         height_per_row:int=280,
-                       ) -> go.Figure:
-    "A static plotly figure: cosine similarity of a query cell of images[0] to every cell of every image, a slider choosing the query cell."
+                       ) -> ClickableFigure:
+    "Click a cell of images[0]: every panel shows the cosine similarity of its cells to that cell (in the browser, no kernel needed)."
     ims, E, lab = _check_sim_inputs(images, embs, labels)
+    E = _pool_grid(E, int(max_grid))
     M, H, W = ims.shape; h, w = E.shape[-2:]
-    pos = _query_grid(h, w, max_positions) if positions is None else [(int(y), int(x)) for y, x in positions]
-    if not pos: raise DataError("similarity_explorer got no query positions.")
-    for y, x in pos:
-        if not (0 <= y < h and 0 <= x < w): raise DataError(f"query position {(y, x)} is outside the {h} x {w} embedding grid.")
+    if query is None:
+        if lab is not None and (lab[0][lab[0] != IGNORE_INDEX] > 0).any():     # start on the foreground of the query image
+            fy, fx = np.nonzero((lab[0] > 0) & (lab[0] != IGNORE_INDEX))
+            query = (_cell_of(int(fy.mean()), H, h), _cell_of(int(fx.mean()), W, w))
+        else: query = (h // 2, w // 2)
+    qy, qx = int(query[0]), int(query[1])
+    if not (0 <= qy < h and 0 <= qx < w): raise DataError(f"query cell {(qy, qx)} is outside the {h} x {w} embedding grid; pass 0 <= y < {h}, 0 <= x < {w}.")
     titles = list(titles) if titles is not None else ['query'] + [f'image {m}' for m in range(1, M)]
     cols = max(1, min(int(cols), M)); rows = -(-M // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.1)
     rc = [(m // cols + 1, m % cols + 1) for m in range(M)]
     xe, ye = np.arange(w + 1) * W / w - 0.5, np.arange(h + 1) * H / h - 0.5     # cell edges in pixel coordinates
+    sims = similarity_map(E[0], (qy, qx), E)
+    sim_traces = []
     for m in range(M):
         lo, hi = np.percentile(ims[m], [0.5, 99.5])
         fig.add_trace(_image_trace(ims[m], lo, hi), *rc[m])
@@ -450,37 +555,24 @@ def similarity_explorer(images, # (M,H,W) slices; images[0] is the query image
             for c in np.unique(lab[m][edge]):
                 yy, xx = np.nonzero(edge & (lab[m] == c))
                 fig.add_trace(go.Scatter(x=xx, y=yy, mode='markers', marker=dict(size=3, color=class_color(int(c))),
-                                         showlegend=False, hoverinfo='skip', visible=True), *rc[m])
-    n_static = len(fig.data)
-    for k, (y, x) in enumerate(pos):
-        sims = similarity_map(E[0], (y, x), E)
-        for m in range(M):
-            fig.add_trace(go.Heatmap(z=sims[m], x=xe, y=ye, zmin=-1, zmax=1, colorscale='RdBu_r', opacity=opacity,
-                                     showscale=(m == 0), colorbar=dict(title='cosine', thickness=12, len=0.8),
-                                     visible=False, hovertemplate='cell (%{y:.0f}, %{x:.0f})<br>similarity %{z:.2f}<extra></extra>'),
-                          *rc[m])
-        fig.add_trace(go.Scatter(x=[(x + 0.5) * W / w - 0.5], y=[(y + 0.5) * H / h - 0.5], mode='markers', visible=False,
-                                 marker=dict(symbol='x-thin', size=16, line=dict(width=3, color='black')),
-                                 showlegend=False, hovertemplate=f'query cell ({y}, {x})<extra></extra>'), *rc[0])
-    per = M + 1
-    if lab is not None and (lab[0][lab[0] != IGNORE_INDEX] > 0).any():     # start on the foreground of the query image
-        fy, fx = np.nonzero((lab[0] > 0) & (lab[0] != IGNORE_INDEX))
-        cy, cx = _cell_of(int(fy.mean()), H, h), _cell_of(int(fx.mean()), W, w)
-    else: cy, cx = h // 2, w // 2
-    active = int(np.argmin([(y - cy) ** 2 + (x - cx) ** 2 for y, x in pos]))
-    for i in range(n_static + active * per, n_static + (active + 1) * per): fig.data[i].visible = True
-    steps = []
-    for k, (y, x) in enumerate(pos):
-        vis = [True] * n_static + [False] * (len(pos) * per)
-        for i in range(n_static + k * per, n_static + (k + 1) * per): vis[i] = True
-        steps.append(dict(method='restyle', args=[{'visible': vis}], label=f'{y},{x}'))
-    fig.update_layout(sliders=[dict(active=active, steps=steps, currentvalue={'prefix': 'query cell (y, x) = '}, pad={'t': 30})],
-                      height=rows * height_per_row + 90, margin=dict(l=10, r=10, t=40, b=10))
+                                         showlegend=False, hoverinfo='skip'), *rc[m])
+        fig.add_trace(go.Heatmap(z=np.round(sims[m], 3), x=xe, y=ye, zmin=-1, zmax=1, colorscale='RdBu_r', opacity=opacity,
+                                 showscale=(m == 0), colorbar=dict(title='cosine', thickness=12, len=0.8),
+                                 hovertemplate='similarity %{z:.2f}<extra></extra>'), *rc[m])
+        sim_traces.append(len(fig.data) - 1)
+    fig.add_trace(go.Scatter(x=[(qx + 0.5) * W / w - 0.5], y=[(qy + 0.5) * H / h - 0.5], mode='markers',
+                             marker=dict(symbol='x-thin', size=16, line=dict(width=3, color='black')),
+                             showlegend=False, hoverinfo='skip'), *rc[0])
+    fig.update_layout(title=dict(text=f'query cell ({qy}, {qx}): click the query image to pick another', font=dict(size=14)),
+                      height=rows * height_per_row + 90, margin=dict(l=10, r=10, t=70, b=10), clickmode='event')
     for m in range(M):
         ax = '' if m == 0 else m + 1
         fig.update_xaxes(range=[-0.5, W - 0.5], showticklabels=False, row=rc[m][0], col=rc[m][1])
         fig.update_yaxes(range=[H - 0.5, -0.5], showticklabels=False, scaleanchor=f'x{ax}', row=rc[m][0], col=rc[m][1])
-    return fig
+    import base64, json
+    data = dict(emb=base64.b64encode(_int8_unit(E).tobytes()).decode(), M=M, D=int(E.shape[1]), h=h, w=w, H=H, W=W,
+                sims=sim_traces, marker=len(fig.data) - 1, q=[qy, qx])
+    return ClickableFigure(fig, _SIM_JS.replace('__DATA__', json.dumps(data)))
 
 # %% ../nbs/09_viz.ipynb #eddbe444
 def _diverging_rgb(s) -> np.ndarray:
@@ -524,7 +616,6 @@ def similarity_widget(images, # (M,H,W) slices; images[0] is the query image
     ims, E, lab = _check_sim_inputs(images, embs, labels)
     M, H, Wd = ims.shape; h, w = E.shape[-2:]
     titles = list(titles) if titles is not None else ['query'] + [f'image {m}' for m in range(1, M)]
-    scale = max(1, display_px // max(H, Wd))
     ys = W.IntSlider(min=0, max=H - 1, value=H // 2, description='query y')
     xs = W.IntSlider(min=0, max=Wd - 1, value=Wd // 2, description='query x')
     pics = [W.Image(format='png') for _ in range(M)]
@@ -533,8 +624,8 @@ def similarity_widget(images, # (M,H,W) slices; images[0] is the query image
         cy, cx = _cell_of(ys.value, H, h), _cell_of(xs.value, Wd, w)
         sims = similarity_map(E[0], (cy, cx), E)
         for m in range(M):
-            pics[m].value = _png(similarity_rgb(ims[m], sims[m], None if lab is None else lab[m], opacity,
-                                                mark=(ys.value, xs.value) if m == 0 else None), scale)
+            _show_png(pics[m], similarity_rgb(ims[m], sims[m], None if lab is None else lab[m], opacity,
+                                              mark=(ys.value, xs.value) if m == 0 else None), display_px)
         info.value = (f'query cell ({cy}, {cx}) of a {h} x {w} grid; colour: cosine similarity, '
                       '<span style="color:#b3172b">red +1</span> ... white 0 ... <span style="color:#2166ab">blue -1</span>')
     ys.observe(_draw, names='value'); xs.observe(_draw, names='value')
@@ -698,10 +789,9 @@ def superpixel_widget(image2d, # (H,W) slice
     sg = W.FloatSlider(value=float(sigma), min=0.0, max=2.0, step=0.1, description='sigma', continuous_update=False)
     ms = W.IntSlider(value=int(min_size), min=1, max=200, step=1, description='min_size', continuous_update=False)
     pic, info = W.Image(format='png'), W.HTML()
-    px = max(1, display_px // max(img.shape))
     def _draw(*_):
         reg = felzenszwalb_slice(img, scale=sc.value, sigma=sg.value, min_size=ms.value)
-        pic.value = _png(superpixel_rgb(img, reg, color), px)
+        _show_png(pic, superpixel_rgb(img, reg, color), display_px)
         info.value = f'<b>{_region_count(reg)} regions</b> (scale={sc.value}, sigma={sg.value:.1f}, min_size={ms.value})'
     for s in (sc, sg, ms): s.observe(_draw, names='value')
     _draw()
@@ -983,8 +1073,8 @@ def disagreement_explorer(image, # (H,W) slice, or (C,H,W) image (channel 0 show
         d, f = stream_disagreement(pa_, pb_, ignore=ig)
         fracs.append(f)
         heads.append(f'step {steps_[k]}: the streams disagree on {100 * f:.1f}% of pixels')
-        fig.add_trace(_label_trace(pa_, n_classes, opacity, False, class_names), row=1, col=2)
-        fig.add_trace(_label_trace(pb_, n_classes, opacity, False, class_names), row=1, col=3)
+        fig.add_trace(_label_trace(pa_, n_classes, opacity, False), row=1, col=2)
+        fig.add_trace(_label_trace(pb_, n_classes, opacity, False), row=1, col=3)
         fig.add_trace(go.Heatmap(z=np.where(d, 1.0, np.nan), colorscale=[[0, _DISAGREE], [1, _DISAGREE]], zmin=0, zmax=1,
                                  showscale=False, visible=False, name=f'disagreement, step {steps_[k]}',
                                  hovertemplate='streams disagree<extra></extra>'), row=1, col=4)

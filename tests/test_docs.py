@@ -38,6 +38,12 @@ def _fixture_nb(path:Path) -> Path:
         code('#| export\nimport plotly.graph_objects as go\n'
              'fig = go.Figure(go.Scatter(y=[1, 3, 2], name="demo"))\nfig.update_layout(height=300)\nfig.show()'),
         code('#| slow\nprint("slow " + "cell ran")'),
+        md('## API and links\n\nSeeds are fixed with `set_seed`, and `semicontrast.core.set_seed()` is the same function.'),
+        code('#| export\ndef fixture_twice(x):\n    "Two times `x` (a documented function of this page)."\n    return 2 * x'),
+        md('## A clickable similarity map'),
+        code('import numpy as np\nfrom semicontrast.viz import similarity_explorer\n'
+             'rng = np.random.default_rng(0)\n'
+             'similarity_explorer(rng.normal(size=(2, 32, 24)), rng.normal(size=(2, 8, 8, 6)), titles=["query", "other"])'),
         code('print("fixture " + "done")'),
     ], metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
     nbformat.write(nb, str(path))
@@ -91,10 +97,18 @@ def test_fixture_page_static(site):
         'an nbdev directive line (#| ...) shows on the page'
     assert 'slow cell ran' not in page, 'a #| slow cell was executed (tst_flags cells must be skipped, as in nbdev_test)'
     assert 'fixture done' in page
-    assert 'src="assets/plotly-' in page, 'plotly.js should be written once to assets/ and referenced locally'
     assert page.count('class="sc-math"') >= 2, 'math was not rendered to SVG'
     assert '<b>inline html</b>' in page, 'inline HTML in markdown was mangled'
     assert 'alt="local pixel" src="data:image/png;base64,' in page, 'a local markdown image was not embedded'
+    assert '<h3 id="fixture_twice"' in page, 'an exported function without show_doc got no documentation (nbdev adds one)'
+    srcs = re.findall(r'<details class="sc-src"><summary>source</summary>(.*?)</details>', page, re.S)
+    assert any('fixture_twice' in x for x in srcs), 'exported source should be one click away, in a closed <details>'
+    outside = re.sub(r'<details class="sc-src">.*?</details>', '', page, flags=re.S)
+    assert 'fixture_twice' in outside and not re.search(r'return</span>\s*<span[^>]*>2</span>', outside), \
+        'the exported source shows outside its <details> (only the signature and docs should)'
+    assert 'src="assets/plotly-' not in page and 'window.SC_PLOTLY_JS = "assets/plotly-' in page, \
+        'plotly.js should be written once to assets/ and loaded after the text, not by a blocking <script src>'
+    assert '<script type="text/x-sc-plotly">' in page
 
 @pytest.mark.parametrize('name', _pages())
 def test_pages_load_nothing_remote(site, name):
@@ -143,6 +157,8 @@ def browser():
         yield b
         b.close()
 
+DRAWN_JS = 'n => [...document.querySelectorAll(".plotly-graph-div")].filter(d => d.querySelector("svg.main-svg")).length'
+
 def _open(browser, path:Path):
     "Open `path`; return the page and the problems seen: console errors, page errors, failed or non-local requests."
     page, problems = browser.new_page(viewport={'width': 1200, 'height': 900}), []
@@ -171,8 +187,7 @@ def test_page_in_browser(site, browser, name):
         n_figs = page.locator('.plotly-graph-div').count()
         if name == 'fixture': assert n_figs >= 1, 'the fixture figure is missing'
         if n_figs:
-            page.wait_for_function('n => document.querySelectorAll(".js-plotly-plot .main-svg, .plot-container svg").length >= n',
-                                   arg=n_figs, timeout=20_000)
+            page.wait_for_function(DRAWN_JS + ' >= n', arg=n_figs, timeout=20_000)   # figures draw after the text
             drawn = page.evaluate('() => [...document.querySelectorAll(".plotly-graph-div")].filter('
                                   'd => d.classList.contains("js-plotly-plot") && d.querySelector("svg.main-svg")).length')
             assert drawn == n_figs, f'{drawn} of {n_figs} plotly figures were drawn'
@@ -182,4 +197,173 @@ def test_page_in_browser(site, browser, name):
             assert len(ok) >= 3 and all(ok), f'an image did not decode: {ok}'
         page.wait_for_timeout(200)   # late console errors from scripts
         assert not problems, f'{html_path.name}: ' + '; '.join(problems)
+    finally: page.close()
+
+# ------------------------------------------------------------------------------------------ navigation, search, links
+ARTIFACTS = Path(os.environ.get('SEMICONTRAST_ARTIFACTS', ROOT/'test-artifacts'))   # screenshots (git-ignored)
+
+def _shot(page, name:str):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS/f'{name}.png'))
+    print(f'screenshot: {ARTIFACTS/name}.png')
+
+def test_sidebar_toc_and_prev_next_static(site):
+    "Every page has a sidebar listing every page, a table of contents whose links land on headings, and a prev/next chain."
+    from bs4 import BeautifulSoup
+    names = list(site)
+    soups = {n: BeautifulSoup(site[n][0].read_text(encoding='utf-8'), 'html.parser') for n in names}
+    for n, soup in soups.items():
+        side = soup.select_one('aside.sc-sidebar')
+        assert side is not None, f'{n}: no sidebar'
+        links = [a.get('href') for a in side.select('a')]
+        for other in names: assert f'{other}.html' in links, f'{n}: the sidebar does not list {other}'
+        assert [a.get('href') for a in side.select('a.sc-current')] == [f'{n}.html']
+        assert side.select_one('input#sc-search-input') is not None
+        toc = soup.select_one('nav.sc-toc')
+        if toc is not None:
+            for a in toc.select('a'):
+                assert soup.find(id=a['href'][1:]) is not None, f'{n}: the table of contents links to {a["href"]}, which is not on the page'
+    assert soups['00_core'].select('nav.sc-toc a'), 'the core page has headings but no table of contents'
+    # previous / next follow the sidebar's order (Home first), the same on every page
+    orders = {n: ['index.html'] + [a['href'] for a in soup.select('aside.sc-sidebar a') if a['href'] != 'index.html']
+              for n, soup in soups.items()}
+    order = orders['index']
+    assert all(o == order for o in orders.values()), 'the sidebar differs between pages'
+    for n, soup in soups.items():
+        if f'{n}.html' not in order: continue          # the fixture page lies outside the repository's notebooks
+        i = order.index(f'{n}.html')
+        nxt, prv = soup.select_one('a.sc-next'), soup.select_one('a.sc-prev')
+        assert (nxt['href'] if nxt else None) == (order[i + 1] if i + 1 < len(order) else None), f'{n}: wrong "next"'
+        assert (prv['href'] if prv else None) == (order[i - 1] if i > 0 else None), f'{n}: wrong "previous"'
+
+def test_committed_site_chain_visits_every_page():
+    "In the committed docs/, following 'next' from the home page visits every page once, and 'previous' walks back."
+    from bs4 import BeautifulSoup
+    soups = {p.stem: BeautifulSoup(p.read_text(encoding='utf-8'), 'html.parser') for p in DOCS.glob('*.html')}
+    seen, cur = ['index'], 'index'
+    while (nxt := soups[cur].select_one('a.sc-next')) is not None:
+        cur = nxt['href'][:-len('.html')]
+        assert cur in soups and cur not in seen, f'"next" leads to {cur}: missing or visited twice'
+        seen.append(cur)
+        assert soups[cur].select_one('a.sc-prev')['href'] == f'{seen[-2]}.html', f'{cur}: "previous" does not lead back'
+    assert sorted(seen) == sorted(soups), f'pages not on the chain: {sorted(set(soups) - set(seen))}'
+    for stem, soup in soups.items():
+        side = {a['href'] for a in soup.select('aside.sc-sidebar a')}
+        assert side == {f'{s}.html' for s in soups}, f'{stem}.html: the sidebar does not list exactly the pages of docs/'
+
+def test_doclinks_and_search_index(site):
+    fixture = site['fixture'][0].read_text(encoding='utf-8')
+    assert '<a class="sc-doclink" href="00_core.html#set_seed"><code>set_seed</code></a>' in fixture
+    assert '<a class="sc-doclink" href="00_core.html#set_seed"><code>semicontrast.core.set_seed()</code></a>' in fixture
+    core = site['00_core'][0].read_text(encoding='utf-8')
+    assert '<h3 id="set_seed"' in core
+    idx = (site['fixture'][0].parent/'assets'/'sc-search.js').read_text(encoding='utf-8')
+    entries = __import__('json').loads(idx[idx.index('['):idx.rindex(']') + 1])
+    assert {'00_core.html#set_seed', 'fixture.html#A-clickable-similarity-map'} <= {e['u'] for e in entries}
+    assert {e['u'].split('.html')[0] for e in entries} == set(site), 'the search index should cover every page'
+
+@pytest.mark.browser
+def test_search_box_finds_and_navigates(site, browser):
+    page, problems = _open(browser, site['fixture'][0])
+    try:
+        page.keyboard.press('/')                                      # '/' focuses the search box
+        page.keyboard.type('set_seed')
+        page.wait_for_selector('#sc-search-results a[href]', timeout=5_000)
+        hrefs = page.eval_on_selector_all('#sc-search-results a[href]', 'as => as.map(a => a.getAttribute("href"))')
+        assert hrefs[0] == '00_core.html#set_seed', hrefs
+        _shot(page, 'search-result')
+        page.keyboard.press('Enter')
+        page.wait_for_url(re.compile(r'00_core\.html#set_seed$'), timeout=5_000)
+        assert page.locator('h3#set_seed').is_visible()
+        assert not problems, '; '.join(problems)
+    finally: page.close()
+
+@pytest.mark.browser
+def test_sidebar_and_doclink_navigate(site, browser):
+    page, problems = _open(browser, site['fixture'][0])
+    try:
+        assert page.locator('aside.sc-sidebar').is_visible()
+        _shot(page, 'sidebar')
+        page.click('a.sc-doclink >> nth=0')
+        page.wait_for_url(re.compile(r'00_core\.html#set_seed$'), timeout=5_000)
+        page.click('aside.sc-sidebar a[href="index.html"]')
+        page.wait_for_url(re.compile(r'index\.html$'), timeout=5_000)
+        assert not problems, '; '.join(problems)
+    finally: page.close()
+
+@pytest.mark.browser
+def test_similarity_map_responds_to_a_click(site, browser):
+    "Clicking the query image recomputes every similarity map in the browser, from the embeddings the figure carries."
+    page, problems = _open(browser, site['fixture'][0])
+    try:
+        gd = page.locator('.js-plotly-plot[data-query]')
+        gd.wait_for(timeout=20_000)
+        gd.scroll_into_view_if_needed()
+        before = gd.get_attribute('data-query')
+        z0 = page.evaluate('() => JSON.stringify(document.querySelector(".js-plotly-plot[data-query]").data.filter(t => t.type === "heatmap" && t.colorscale).map(t => t.z))')
+        xy = page.evaluate("""([py, px]) => { const gd = document.querySelector('.js-plotly-plot[data-query]'),
+            r = gd.getBoundingClientRect(), L = gd._fullLayout;        // pixel (py, px) of the query image, on screen
+            return [r.left + L.xaxis._offset + L.xaxis.d2p(px), r.top + L.yaxis._offset + L.yaxis.d2p(py)]; }""", [30, 20])
+        page.mouse.click(*xy)
+        page.wait_for_function('b => document.querySelector(".js-plotly-plot[data-query]").getAttribute("data-query") !== b', arg=before, timeout=5_000)
+        after = gd.get_attribute('data-query')
+        assert (before, after) == ('4,3', '7,5'), f'pixel (30, 20) of a 32 x 24 image is cell (7, 5) of its 8 x 6 grid; got {after}'
+        z1 = page.evaluate('() => JSON.stringify(document.querySelector(".js-plotly-plot[data-query]").data.filter(t => t.type === "heatmap" && t.colorscale).map(t => t.z))')
+        assert z1 != z0, 'the similarity maps did not change'
+        assert 'query cell (7, 5)' in page.text_content('.js-plotly-plot[data-query] .gtitle')
+        _shot(page, 'similarity-clicked')
+        assert not problems, '; '.join(problems)
+    finally: page.close()
+
+# ------------------------------------------------------------------------------------------ the committed site
+DOCS = ROOT/'docs'
+MAX_PAGE_MB, MAX_USABLE_S = 2.0, 2.0
+
+def test_committed_pages_are_light():
+    "No page is over 2 MB (plotly.js lives once in assets/), and none embeds plotly.js itself."
+    sizes = {p.stem: p.stat().st_size / 1e6 for p in sorted(DOCS.glob('*.html'))}
+    print('\n'.join(f'{n:<24} {mb:6.2f} MB' for n, mb in sizes.items()))
+    heavy = {n: round(mb, 2) for n, mb in sizes.items() if mb > MAX_PAGE_MB}
+    assert not heavy, f'pages over {MAX_PAGE_MB} MB: {heavy}; thin their figures (fewer slices, smaller images)'
+    for p in DOCS.glob('*.html'):
+        assert 'plotly.js v' not in p.read_text(encoding='utf-8')[:10_000_000], f'{p.name} embeds plotly.js'
+    assert len(list((DOCS/'assets').glob('plotly-*.min.js'))) == 1
+
+@pytest.mark.browser
+def test_committed_pages_usable_quickly(browser):
+    "Every committed page is usable (its text parsed and laid out, links live) within 2 s; figures are drawn after that."
+    rows, slow = [], {}
+    for p in sorted(DOCS.glob('*.html')):
+        page, problems = _open(browser, p)
+        try:
+            t = page.evaluate('() => { const n = performance.getEntriesByType("navigation")[0]; '
+                              'return [n.domContentLoadedEventEnd, n.loadEventEnd]; }')
+            n_figs = page.locator('.plotly-graph-div').count()
+            if n_figs:
+                page.wait_for_function(DRAWN_JS + ' >= n', arg=n_figs, timeout=30_000)
+            drawn = page.evaluate('() => performance.now()')
+            rows.append((p.stem, p.stat().st_size / 1e6, t[0] / 1e3, t[1] / 1e3, drawn / 1e3 if n_figs else float('nan'), n_figs))
+            if t[0] / 1e3 > MAX_USABLE_S: slow[p.stem] = round(t[0] / 1e3, 2)
+            assert not problems, f'{p.name}: ' + '; '.join(problems)
+        finally: page.close()
+    print(f"\n{'page':<24} {'MB':>6} {'usable s':>9} {'load s':>7} {'figures drawn s':>16} {'figures':>8}")
+    for r in rows: print(f'{r[0]:<24} {r[1]:6.2f} {r[2]:9.2f} {r[3]:7.2f} {r[4]:16.2f} {r[5]:8d}')
+    assert not slow, f'pages not usable within {MAX_USABLE_S} s: {slow}'
+
+@pytest.mark.browser
+def test_committed_tutorial_shows_a_trained_model(browser):
+    "The published quick start was rendered from a real (reduced or full) run, says so, and shows its prediction."
+    p = DOCS/'00_quickstart.html'
+    html_text = p.read_text(encoding='utf-8')
+    m = re.search(r'class="sc-rendered">This page shows the outputs of running the notebook at the <b>(\w+)</b>', html_text)
+    assert m and m.group(1) in ('reduced', 'full'), 'the published quick start should come from a reduced or full run (tools/render_docs.py --size reduced)'
+    page, problems = _open(browser, p)
+    try:
+        fig = page.locator('.plotly-graph-div').nth(-1)
+        page.wait_for_function(DRAWN_JS + ' >= 1', arg=0, timeout=30_000)
+        heading = page.locator('h2:has-text("predictions"), h2:has-text("Prediction"), h3:has-text("prediction")').first
+        (heading if heading.count() else fig).scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        _shot(page, 'tutorial-trained-prediction')
+        assert not problems, '; '.join(problems)
     finally: page.close()

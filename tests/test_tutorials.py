@@ -27,3 +27,40 @@ def test_tutorial_executes_in_smoke_mode(path, monkeypatch):
     for line in MUST_PRINT.get(path.stem, []): assert line in text, f'{path.name} did not print {line!r}'
     plotly = [o for o in outputs if 'application/vnd.plotly.v1+json' in o.get('data', {})]
     assert len(plotly) >= 3, 'the tutorial should display its plotly figures'
+
+
+def _requirements() -> set:
+    "Distribution names settings.ini installs for a notebook user: requirements + notebook_requirements (lower-cased)."
+    import configparser, re
+    cp = configparser.ConfigParser(interpolation=None); cp.read(Path(__file__).resolve().parents[1]/'settings.ini')
+    reqs = cp['DEFAULT']['requirements'].split() + cp['DEFAULT']['notebook_requirements'].split()
+    return {re.split(r'[<>=!~\[ ]', r)[0].lower() for r in reqs}
+
+# import name -> distribution name, where they differ
+_DIST = {'skimage': 'scikit-image', 'sklearn': 'scikit-learn', 'PIL': 'pillow', 'IPython': 'ipython'}
+# what these distributions bring with them (fastai: fastprogress, fastcore; ipywidgets: ipython)
+_BUNDLED = {'fastprogress': 'fastai', 'ipython': 'ipywidgets', 'pandas': 'fastai'}
+
+@pytest.mark.parametrize('path', TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_colab_install_cell_installs_what_the_tutorial_imports(path):
+    "The first code cell installs semicontrast with its notebook extra on Colab only; every import is covered by it."
+    import ast, sys
+    nb = nbformat.read(path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == 'code']
+    first = code[0]
+    assert "if 'google.colab' in sys.modules:" in first
+    assert '!pip install -q "semicontrast[notebooks] @ git+https://github.com/semicontrast/semicontrast"' in first
+    reqs, mods = _requirements(), set()
+    assert any(r == 'ipywidgets' for r in reqs)
+    for src in code[1:]:
+        src = '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('!', '%')))
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Import): mods |= {a.name.split('.')[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0: mods.add(node.module.split('.')[0])
+    missing = []
+    for m in sorted(mods - {'semicontrast', 'google'}):
+        if m in sys.stdlib_module_names: continue
+        dist = _DIST.get(m, m).lower()
+        if dist in reqs or _BUNDLED.get(dist) in reqs: continue
+        missing.append(m)
+    assert not missing, f'{path.name} imports {missing}, which `semicontrast[notebooks]` does not install'

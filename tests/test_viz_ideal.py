@@ -19,7 +19,7 @@ NAMES = ['background', 'anterior', 'posterior']
 
 @pytest.fixture(scope='module')
 def batch():
-    "Slices of three hippocampus cases with some foreground, padded to 64 x 48 (padding carries IGNORE_INDEX)."
+    "Slices of three hippocampus cases with some foreground, padded to 64 x 48; the first 8 columns marked unlabelled (IGNORE_INDEX)."
     cases, info = load_dataset('hippocampus')
     cases = cases[:3]
     prep = auto_preprocess(cases, intensity=info.intensity)
@@ -27,7 +27,9 @@ def batch():
     fg = (ds.y > 0) & (ds.y != IGNORE_INDEX)
     idx = torch.nonzero(fg.flatten(1).sum(1) > 40).squeeze(1)[::3][:12]
     x, y = ds.x[idx], ds.y[idx].long()
-    assert (y == IGNORE_INDEX).any() and x.shape[-2:] == (64, 48)
+    assert not (y[:, :, :8] > 0).any()            # the band is padding (background), no foreground is hidden
+    y[:, :, :8] = IGNORE_INDEX                    # unlabelled pixels, so that ignoring them is tested
+    assert x.shape[-2:] == (64, 48)
     return x, y
 
 
@@ -174,44 +176,59 @@ def test_similarity_map_equals_a_loop(embedded):
     with pytest.raises(DataError, match='outside'): similarity_map(E[0], (8, 0), E)
 
 
-def test_similarity_explorer_static_figure(batch, embedded):
+def _explorer_data(cf):
+    import json, re
+    return json.loads(re.search(r'S = (\{.*?\});', cf.script).group(1))
+
+def _hand_cosine(E, q, m, i, j):
+    a, b = E[0, :, q[0], q[1]], E[m, :, i, j]
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+def test_similarity_explorer_clickable_figure(batch, embedded):
+    import base64
     x, y = batch
     ims, E, lab = x[:4, 0].numpy(), embedded['emb'][:4], y[:4].numpy()
-    fig = similarity_explorer(ims, E, lab, max_positions=100)
-    steps = fig.layout.sliders[0].steps
-    assert len(steps) == 8 * 6                                           # every cell of the grid is a query position
-    per = 4 + 1                                                          # 4 similarity maps + the query marker
-    n_static = len(fig.data) - len(steps) * per
-    assert n_static >= 4 and all(tr.visible is not False for tr in fig.data[:n_static])
-    positions = [(i, j) for i in range(8) for j in range(6)]
-    for k, step in enumerate(steps):
-        vis = step.args[0]['visible']
-        assert [i for i, v in enumerate(vis) if v] == list(range(n_static)) + list(range(n_static + k * per, n_static + (k + 1) * per))
-        assert step.label == f'{positions[k][0]},{positions[k][1]}'
-        sims = similarity_map(E[0], positions[k], E)
-        for m in range(4):
-            np.testing.assert_allclose(np.asarray(fig.data[n_static + k * per + m].z), sims[m], atol=1e-6)
-        mk = fig.data[n_static + k * per + 4]
-        assert mk.xaxis == 'x' and (mk.y[0], mk.x[0]) == ((positions[k][0] + 0.5) * 8 - 0.5, (positions[k][1] + 0.5) * 8 - 0.5)
-    # the heatmaps cover the image: cell edges in pixel coordinates (nearest-neighbour upsampling)
-    hm = fig.data[n_static]
-    assert len(hm.x) == 7 and len(hm.y) == 9 and hm.x[-1] == 47.5 and hm.y[-1] == 63.5
-    assert [tr.visible for tr in fig.data].count(True) == n_static + per   # exactly one position shown
-    active = fig.layout.sliders[0].active
-    assert all(fig.data[i].visible for i in range(n_static + active * per, n_static + (active + 1) * per))
+    cf = similarity_explorer(ims, E, lab)
+    fig, data = cf.figure, _explorer_data(cf)
+    assert (data['M'], data['h'], data['w'], data['H'], data['W']) == (4, 8, 6, 64, 48)
+    assert '{plot_id}' in cf.script and "gd.on('plotly_click'" in cf.script
+    q = tuple(data['q'])                                                  # starts on the query image's foreground
+    fy, fx = np.nonzero((lab[0] > 0) & (lab[0] != IGNORE_INDEX))
+    assert q == (min(int(fy.mean()) * 8 // 64, 7), min(int(fx.mean()) * 6 // 48, 5))
+    for m, t in enumerate(data['sims']):                                  # one map per image, on its own panel
+        hm = fig.data[t]
+        assert hm.type == 'heatmap' and hm.xaxis == ('x' if m == 0 else f'x{m + 1}')
+        assert len(hm.x) == 7 and len(hm.y) == 9 and hm.x[-1] == 47.5 and hm.y[-1] == 63.5   # cell edges in pixels
+        z = np.asarray(hm.z)
+        for i, j in [(0, 0), (3, 2), (7, 5)]: assert abs(z[i, j] - _hand_cosine(E, q, m, i, j)) < 1e-3
+    mk = fig.data[data['marker']]
+    assert mk.xaxis == 'x' and (mk.y[0], mk.x[0]) == ((q[0] + 0.5) * 8 - 0.5, (q[1] + 0.5) * 8 - 0.5)
+    # what the browser computes after a click: cosines of the stored int8 vectors, close to the exact ones
+    E8 = np.frombuffer(base64.b64decode(data['emb']), np.int8).reshape(4, 8, 6, -1).astype(np.float64)
+    for m, i, j, qq in [(1, 2, 3, (5, 1)), (3, 7, 0, (0, 4))]:
+        a, b = E8[0, qq[0], qq[1]], E8[m, i, j]
+        assert abs(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) - _hand_cosine(E, qq, m, i, j)) < 0.02
+    html = cf.to_html(include_plotlyjs=False)
+    assert "plotly_click" in html and 'Plotly.newPlot' in html and '{plot_id}' not in html
+    assert cf._repr_html_().count('plotly.js v') >= 1                     # works offline: plotly.js embedded
 
-
-def test_similarity_explorer_subsamples_positions_and_checks_inputs(batch, embedded):
+def test_similarity_explorer_pools_large_grids_and_checks_inputs(batch, embedded, tmp_path):
     x, y = batch
-    ims, E = x[:2, 0].numpy(), embedded['emb'][:2]
-    fig = similarity_explorer(ims, E, max_positions=12)
-    assert 1 <= len(fig.layout.sliders[0].steps) <= 12
-    assert len(fig.data) == 2 + len(fig.layout.sliders[0].steps) * 3      # no labels: only the images are static
-    fig = similarity_explorer(ims, E, positions=[(0, 0), (7, 5)])
-    assert [s.label for s in fig.layout.sliders[0].steps] == ['0,0', '7,5']
-    with pytest.raises(DataError, match='outside'): similarity_explorer(ims, E, positions=[(8, 0)])
+    ims = x[:2, 0].numpy()
+    big = np.random.default_rng(0).normal(size=(2, 5, 64, 48)).astype(np.float32)
+    data = _explorer_data(similarity_explorer(ims, big, max_grid=16))
+    assert (data['h'], data['w']) == (16, 12)                             # longer side 16, aspect kept
+    pooled = big.reshape(2, 5, 16, 4, 12, 4).mean((3, 5))                 # block means, by hand
+    E8 = np.frombuffer(__import__('base64').b64decode(data['emb']), np.int8).reshape(2, 16, 12, 5).astype(np.float64)
+    ref = np.moveaxis(pooled, 1, -1); ref = ref / np.linalg.norm(ref, axis=-1, keepdims=True) * 127
+    assert np.abs(E8 - ref).max() <= 0.5 + 1e-4
+    E = embedded['emb'][:2]
+    assert _explorer_data(similarity_explorer(ims, E, query=(7, 5)))['q'] == [7, 5]
+    with pytest.raises(DataError, match='outside'): similarity_explorer(ims, E, query=(8, 0))
     with pytest.raises(DataError, match='one entry per image'): similarity_explorer(ims, embedded['emb'][:3])
     with pytest.raises(DataError, match='labels have shape'): similarity_explorer(ims, E, y[:2, :10].numpy())
+    f = tmp_path/'sim.html'; similarity_explorer(ims, E).write_html(f)
+    assert f.read_text().lower().startswith('<!doctype html>') and 'plotly_click' in f.read_text()
 
 
 def test_similarity_widget_redraws(batch, embedded):

@@ -22,6 +22,13 @@ documentation site with tools that work offline. For every notebook in nbs/*.ipy
 <out>/index.html is nbs/index.ipynb plus a list of all pages (titles from each notebook's first markdown
 heading, summaries from its `> ...` line), grouped as "Library" (nbs) and "Tutorials".
 
+The published site (docs/) shows trained models: its tutorial pages come from runs at the CPU "reduced" size (or
+"full" on a GPU), kept in docs/executed/ so that they are not retrained every time the site is rebuilt:
+    python tools/render_docs.py --size reduced --only tutorials/*.ipynb --keep docs/executed   # run them (long)
+    python tools/render_docs.py --stored docs/executed                  # rebuild every page, tutorials from the kept runs
+Each tutorial page says at which size it ran, on what, and how long it took. CI executes the tutorials at smoke size
+separately (tests/test_tutorials.py) and renders a few pages at smoke size into a temporary folder (tests/test_docs.py).
+
 Usage (from anywhere; paths are relative to the repository root unless absolute):
     python tools/render_docs.py                         # everything, smoke size, into docs/
     python tools/render_docs.py --only 00_core index    # some pages (names or paths to .ipynb files)
@@ -37,6 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = {'nbs': 'Library', 'tutorials': 'Tutorials'}
+SIDEBAR_ORDER = ('Tutorials', 'Library', 'Notes')   # the sidebar's sections, and the previous / next chain
 
 # ------------------------------------------------------------------------------------------ discovery
 def _settings(root:Path=ROOT) -> dict:
@@ -51,7 +59,10 @@ def discover(root:Path=ROOT) -> list[Path]:
         out += sorted(p for p in (root/d).glob('*.ipynb') if not p.name.startswith(('_', '.')))
     return out
 
-def group_of(path:Path) -> str: return 'Tutorials' if path.parent.name == 'tutorials' else 'Library'
+def group_of(path:Path) -> str:
+    "Tutorials (tutorials/), Notes (nbs/9x_*: the methods notes), else Library."
+    if path.parent.name == 'tutorials': return 'Tutorials'
+    return 'Notes' if re.match(r'9\d_', path.name) else 'Library'
 
 def read_nb(path:Path):
     import nbformat
@@ -104,6 +115,47 @@ def skipped_cells(nb, flags:set, tst_flags:set) -> dict[int, str]:
             f = sorted((set(dirs) & tst_flags) - flags)
             if f: out[i] = ', '.join(f)
     return out
+
+# ------------------------------------------------------------------------------------------ API pages
+EXPORT_DIRS = {'export', 'exports', 'exporti'}
+_re_public_def = re.compile(r'^(?:async\s+)?(?:def|class)\s+([A-Za-z]\w*)', re.MULTILINE)
+_re_patch_def = re.compile(r'^@patch\b[^\n]*\n(?:@[^\n]*\n)*(def\s+([A-Za-z]\w*)\s*\(\s*(?:self|cls)\s*:\s*([A-Za-z_][\w.]*))', re.MULTILINE)
+_re_show_doc_arg = re.compile(r'show_doc\(\s*([\w.]+)')
+
+def exported_names(code:str) -> list[str]:
+    "Public functions and classes an export cell defines (`name`), and methods it patches onto a class (`Class.name`)."
+    patched = {m.start(1): f'{m.group(3)}.{m.group(2)}' for m in _re_patch_def.finditer(code)}
+    plain = [m.group(1) for m in _re_public_def.finditer(code) if m.start() not in patched]
+    return list(patched.values()) + plain
+
+def add_show_docs(nb) -> int:
+    """Insert `show_doc(name)` after every export cell for each public name it defines that the notebook does not
+    document itself (as nbdev does when it builds docs), so that hiding exported source never hides an API.
+    Returns how many were added."""
+    import nbformat
+    documented = {a for c in nb.cells if c.cell_type == 'code' for a in _re_show_doc_arg.findall(c.source)}
+    documented |= {a.split('.')[-1] for a in documented}
+    cells, added = [], 0
+    for c in nb.cells:
+        cells.append(c)
+        if c.cell_type != 'code': continue
+        dirs, code = split_directives(c.source)
+        if not (set(dirs) & {'export', 'exports'}): continue      # exporti: internal, not documented
+        for n in exported_names(code):
+            if n in documented or n.split('.')[-1].startswith('_'): continue
+            cells.append(nbformat.v4.new_code_cell(f'from nbdev.showdoc import show_doc\nshow_doc({n})',
+                                                   metadata={'sc_autodoc': True}))
+            documented.add(n); added += 1
+    nb.cells = cells
+    return added
+
+def source_details(code:str) -> str:
+    "An exported cell's source as a closed <details> block (highlighted), shown on request."
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+    body = highlight(code, PythonLexer(), HtmlFormatter(cssclass='highlight', nowrap=False))
+    return f'<details class="sc-src"><summary>source</summary>{body}</details>'
 
 # ------------------------------------------------------------------------------------------ math
 _re_code = re.compile(r'(```.*?```|~~~.*?~~~|`[^`\n]*`)', re.DOTALL)
@@ -185,7 +237,11 @@ def clean_for_page(nb, skipped:dict|None=None, base:Path=Path('.')):
         dirs, code = split_directives(c.source)
         if 'hide' in dirs or _false(dirs, 'include') or 'default_exp' in dirs: continue
         tags = set(c.metadata.get('tags', []))
-        if _false(dirs, 'echo') or _only_show_doc(code): tags.add('remove_input')
+        if _false(dirs, 'echo') or _only_show_doc(code) or c.metadata.get('sc_autodoc'): tags.add('remove_input')
+        if set(dirs) & EXPORT_DIRS and code.strip():          # exported source: hidden, one click away (as nbdev does)
+            tags.add('remove_input')
+            import nbformat
+            c.outputs = [nbformat.v4.new_output('display_data', data={'text/html': source_details(code)})] + list(c.get('outputs', []))
         if _false(dirs, 'output'): c.outputs = []
         c.source = code
         c.metadata['tags'] = sorted(tags)
@@ -231,7 +287,36 @@ def execute(nb, cwd:Path, env:dict, timeout:float, skipped:dict):
 # ------------------------------------------------------------------------------------------ HTML
 CSS = """
 body.jp-Notebook { margin: 0; padding: 0; }
-main { max-width: 1100px; margin: 0 auto; padding: 1rem 1.5rem 4rem; }
+.sc-layout { display: flex; align-items: flex-start; }
+main { flex: 1 1 auto; min-width: 0; max-width: 1100px; margin: 0 auto; padding: 1rem 1.5rem 4rem; }
+.sc-sidebar, .sc-toc { position: sticky; top: 2.6rem; max-height: calc(100vh - 2.6rem); overflow-y: auto;
+  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; padding: 1rem .8rem; box-sizing: border-box; }
+.sc-sidebar { flex: 0 0 250px; border-right: 1px solid #e3e3e3; background: #fafafa; }
+.sc-toc { flex: 0 0 230px; border-left: 1px solid #e3e3e3; }
+.sc-sidebar h4, .sc-toc h4 { margin: .9rem 0 .3rem; font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: #666; }
+.sc-sidebar ul, .sc-toc ul { list-style: none; margin: 0; padding: 0; }
+.sc-sidebar li a { display: block; padding: .12rem .4rem; border-radius: 3px; color: #24292f; text-decoration: none; }
+.sc-sidebar li a:hover { background: #e8eef7; }
+.sc-sidebar li a.sc-current { background: #2780e3; color: #fff; }
+.sc-toc li { margin: .15rem 0; } .sc-toc li.sc-h3 { padding-left: .8rem; font-size: 13px; }
+.sc-toc a { color: #444; text-decoration: none; } .sc-toc a:hover { color: #2780e3; }
+.sc-search { position: relative; }
+.sc-search input { width: 100%; box-sizing: border-box; padding: .35rem .5rem; border: 1px solid #bbb; border-radius: 4px; font: inherit; }
+.sc-results { position: absolute; z-index: 200; left: 0; width: 420px; max-height: 70vh; overflow-y: auto; background: #fff;
+  border: 1px solid #bbb; border-radius: 4px; box-shadow: 0 4px 14px rgba(0,0,0,.15); margin: .2rem 0 0; padding: 0; }
+.sc-results:empty { display: none; }
+.sc-results li { list-style: none; border-bottom: 1px solid #eee; } .sc-results li a { display: block; padding: .4rem .6rem; color: #24292f; text-decoration: none; }
+.sc-results li a:hover, .sc-results li a.sc-active { background: #e8eef7; }
+.sc-results .sc-where { color: #666; font-size: 12px; } .sc-results .sc-snip { color: #444; font-size: 12px; }
+.sc-prevnext { display: flex; justify-content: space-between; gap: 1rem; margin-top: 3rem; padding-top: 1rem; border-top: 1px solid #ddd;
+  font: 15px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; }
+.sc-prevnext a { text-decoration: none; color: #2780e3; } .sc-prevnext .sc-next { margin-left: auto; text-align: right; }
+.sc-prevnext small { display: block; color: #777; }
+details.sc-src > summary { cursor: pointer; color: #777; font-size: 12px; margin: .2rem 0; }
+a.sc-doclink code { color: #0550ae; }
+.sc-rendered { background: #f3f7fd; border-left: 3px solid #2780e3; padding: .4rem .7rem; margin: .6rem 0 1rem; font-size: 90%; color: #333; }
+@media (max-width: 1300px) { .sc-toc { display: none; } }
+@media (max-width: 900px) { .sc-sidebar { display: none; } }
 .sc-nav { position: sticky; top: 0; z-index: 100; display: flex; gap: 1.4rem; align-items: center;
   padding: .55rem 1.5rem; background: #2780e3; font: 15px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; }
 .sc-nav a { color: #fff; text-decoration: none; }
@@ -257,20 +342,76 @@ TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 {%- block body_header -%}
 <body class="jp-Notebook" data-jp-theme-light="true" data-jp-theme-name="JupyterLab Light">
 {{ resources.sc_nav }}
+<div class="sc-layout">
+{{ resources.sc_sidebar }}
 <main>
+{{ resources.sc_banner }}
 {%- endblock body_header -%}
+{%- block body_footer -%}
+{{ resources.sc_prevnext }}
+</main>
+<!--SC-TOC-->
+</div>
+<script src="assets/sc-site.js" defer></script>
+</body>
+{%- endblock body_footer -%}
 """
 
 def nav_bar(cfg:dict) -> str:
     git = html.escape(cfg.get('git_url', 'https://github.com/semicontrast/semicontrast'))
     return ('<nav class="sc-nav"><a class="sc-brand" href="index.html">semicontrast</a>'
-            '<a href="index.html#library">Library</a><a href="index.html#tutorials">Tutorials</a>'
+            '<a href="index.html#tutorials">Tutorials</a><a href="index.html#library">Library</a>'
+            '<a href="index.html#notes">Notes</a>'
             f'<a class="sc-right" href="{git}">GitHub</a></nav>')
+
+def site_order(pages:list[dict]) -> list[dict]:
+    "Home, then the sidebar's sections in order: the chain that previous / next links follow."
+    home = [p for p in pages if p['name'] == 'index']
+    return home + [p for g in SIDEBAR_ORDER for p in pages if p['group'] == g and p['name'] != 'index']
+
+def sidebar(pages:list[dict], current:str) -> str:
+    "The left column: a search box and every page by section, the current one highlighted."
+    out = ['<aside class="sc-sidebar" aria-label="All pages">',
+           '<div class="sc-search" role="search"><input id="sc-search-input" type="search" autocomplete="off" '
+           'placeholder="Search the docs (press /)" aria-label="Search the documentation">'
+           '<ul class="sc-results" id="sc-search-results"></ul></div>',
+           '<ul><li><a href="index.html"' + (' class="sc-current"' if current == 'index' else '') + '>Home</a></li></ul>']
+    for g in SIDEBAR_ORDER:
+        items = [p for p in pages if p['group'] == g and p['name'] != 'index']
+        if not items: continue
+        out.append(f'<h4>{g}</h4><ul>')
+        for p in items:
+            cur = ' class="sc-current" aria-current="page"' if p['name'] == current else ''
+            out.append(f'<li><a href="{p["name"]}.html"{cur}>{html.escape(p["title"])}</a></li>')
+        out.append('</ul>')
+    out.append('</aside>')
+    return '\n'.join(out)
+
+def prev_next(pages:list[dict], current:str) -> str:
+    "Links to the previous and next page in the sidebar's order."
+    chain = [p['name'] for p in site_order(pages)]
+    if current not in chain: return ''
+    i, by = chain.index(current), {p['name']: p for p in pages}
+    def link(j, cls, word):
+        if not 0 <= j < len(chain): return ''
+        p = by[chain[j]]
+        return f'<a class="{cls}" rel="{word.lower()}" href="{p["name"]}.html"><small>{word}</small>{html.escape(p["title"])}</a>'
+    return f'<nav class="sc-prevnext">{link(i - 1, "sc-prev", "Previous")}{link(i + 1, "sc-next", "Next")}</nav>'
+
+_re_h23 = re.compile(r'<h([23]) id="([^"]+)"[^>]*>(.*?)<a class="anchor-link"', re.DOTALL)
+def _text(fragment:str) -> str: return html.unescape(re.sub(r'<[^>]+>', '', fragment)).strip()
+
+def toc(page:str) -> str:
+    "The right column: the page's h2 / h3 headings as links (empty when the page has fewer than two)."
+    items = [(int(l), i, _text(t)) for l, i, t in _re_h23.findall(page)]
+    if len(items) < 2: return ''
+    lis = ''.join(f'<li class="sc-h{l}"><a href="#{i}">{html.escape(t)}</a></li>' for l, i, t in items)
+    return f'<nav class="sc-toc" aria-label="On this page"><h4>On this page</h4><ul>{lis}</ul></nav>'
 
 def pages_cell(pages:list[dict]) -> str:
     "A markdown cell (raw HTML) listing every page by group."
     out = ['<section class="sc-pages" id="pages">', '<h2>Pages</h2>']
-    for g in ('Library', 'Tutorials'):
+    for g in ('Tutorials', 'Library', 'Notes'):
         items = [p for p in pages if p['group'] == g and p['name'] != 'index']
         out.append(f'<h3 id="{g.lower()}">{g}</h3>')
         if not items: out.append('<p class="sc-note">None yet.</p>'); continue
@@ -285,6 +426,7 @@ def pages_cell(pages:list[dict]) -> str:
 def _inline_code(s:str) -> str: return re.sub(r'`([^`]+)`', r'<code>\1</code>', s)
 
 _re_plotlyjs = re.compile(r'<script(?:\s+type="text/javascript")?\s*>\s*(/\*\*\s*\n\*\s*plotly\.js v([\w.\-]+).*?)</script>', re.DOTALL)
+_re_plotly_fig = re.compile(r'<script(?:\s+type="text/javascript")?\s*>(\s*window\.PLOTLYENV\s*=.*?)</script>', re.DOTALL)
 _REMOTE = r'(?:https?:)?//'
 _re_remote_script = re.compile(r'<script\b[^>]*\bsrc\s*=\s*["\']' + _REMOTE + r'[^"\']*["\'][^>]*>\s*</script>', re.I)
 _re_remote_link = re.compile(r'<link\b[^>]*\bhref\s*=\s*["\']' + _REMOTE + r'[^"\']*["\'][^>]*>', re.I)
@@ -309,8 +451,9 @@ def offline_html(page:str, out:Path) -> str:
         dest = out/'assets'/f'plotly-{ver}.min.js'
         if not dest.exists() or dest.stat().st_size != len(js.encode()):
             dest.parent.mkdir(parents=True, exist_ok=True); dest.write_text(js, encoding='utf-8')
-        return f'<script src="assets/{dest.name}"></script>'
+        return f'<script>window.SC_PLOTLY_JS = "assets/{dest.name}";</script>'   # loaded by sc-site.js after the text
     page = _re_plotlyjs.sub(plotly, page)
+    page = _re_plotly_fig.sub(r'<script type="text/x-sc-plotly">\1</script>', page)   # drawn once plotly.js is in
     page = _re_big_style.sub(lambda m: _shared_css(m.group(1), out), page)   # the template's CSS, once per site
     page = _re_remote_script.sub('', page)          # plotly's per-figure MathJax CDN tag, and the like
     page = _re_remote_link.sub('', page)
@@ -339,7 +482,7 @@ def remote_loads(page:str) -> list[str]:
     p = _Loads(); p.feed(page)
     return [u for u in p.urls if re.match(r'^\s*(?:[a-z][\w+.-]*:)?//', u, re.I) and not u.strip().lower().startswith('file:')]
 
-def to_html(nb, name:str, title:str, src_dir:Path, out:Path, cfg:dict) -> str:
+def to_html(nb, name:str, title:str, src_dir:Path, out:Path, cfg:dict, pages:list[dict]=(), banner:str='') -> str:
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
     from traitlets.config import Config
@@ -350,11 +493,153 @@ def to_html(nb, name:str, title:str, src_dir:Path, out:Path, cfg:dict) -> str:
                                                                      # clean_for_page embeds the notebook's images
                        exclude_input_prompt=True, exclude_output_prompt=True)
     page, _ = exp.from_notebook_node(nb, resources={'metadata': {'name': name, 'path': str(src_dir)},
-                                                    'sc_css': CSS, 'sc_nav': nav_bar(cfg)})
+                                                    'sc_css': CSS, 'sc_nav': nav_bar(cfg), 'sc_banner': banner,
+                                                    'sc_sidebar': sidebar(list(pages), name),
+                                                    'sc_prevnext': prev_next(list(pages), name)})
+    page = page.replace('<!--SC-TOC-->', toc(page), 1)
     page = offline_html(page, out)
     bad = remote_loads(page)
     if bad: raise RuntimeError(f'the page would load from the network: {bad[:5]}')
     return page
+
+# ------------------------------------------------------------------------------------------ the whole site
+SITE_JS = r"""// semicontrast docs: search over every page, '/' to search, plotly figures drawn after the text (visible ones first)
+(function () {
+  'use strict';
+  var box = document.getElementById('sc-search-input'), list = document.getElementById('sc-search-results');
+  function esc(t) { return t.replace(/[&<>"]/g, function (c) { return {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[c]; }); }
+  function load(cb) {
+    if (window.SC_SEARCH_INDEX) { cb(); return; }
+    if (load.busy) return; load.busy = true;
+    var s = document.createElement('script'); s.src = 'assets/sc-search.js'; s.onload = cb; document.head.appendChild(s);
+  }
+  function search() {
+    var q = box.value.trim().toLowerCase(); list.innerHTML = '';
+    if (q.length < 2 || !window.SC_SEARCH_INDEX) return;
+    var terms = q.split(/\s+/), hits = [];
+    window.SC_SEARCH_INDEX.forEach(function (e) {
+      var t = e.t.toLowerCase(), h = e.h.toLowerCase(), x = e.x.toLowerCase(), score = 0;
+      for (var i = 0; i < terms.length; i++) {
+        var w = terms[i], s = 0;
+        if (h === w) s += 30; else if (h.indexOf(w) >= 0) s += 8;
+        if (t.indexOf(w) >= 0) s += 3;
+        if (x.indexOf(w) >= 0) s += 1;
+        if (!s) return;
+        score += s;
+      }
+      hits.push([score, e]);
+    });
+    hits.sort(function (a, b) { return b[0] - a[0]; });
+    hits.slice(0, 12).forEach(function (r) {
+      var e = r[1], i = e.x.toLowerCase().indexOf(terms[0]);
+      var snip = i < 0 ? e.x.slice(0, 110) : (i > 40 ? '\u2026' : '') + e.x.slice(Math.max(0, i - 40), i + 80) + '\u2026';
+      var li = document.createElement('li');
+      li.innerHTML = '<a href="' + e.u + '"><b>' + esc(e.h) + '</b> <span class="sc-where">' + esc(e.t) +
+                     '</span><br><span class="sc-snip">' + esc(snip) + '</span></a>';
+      list.appendChild(li);
+    });
+    if (!hits.length) list.innerHTML = '<li><a>No match</a></li>';
+  }
+  if (box) {
+    box.addEventListener('focus', function () { load(search); });
+    box.addEventListener('input', function () { load(search); });
+    box.addEventListener('keydown', function (ev) {
+      if (ev.key === 'Enter') { var a = list.querySelector('a[href]'); if (a) window.location.href = a.href; }
+      if (ev.key === 'Escape') { list.innerHTML = ''; box.blur(); }
+    });
+    document.addEventListener('keydown', function (ev) {
+      if (ev.key === '/' && document.activeElement !== box && !/INPUT|TEXTAREA/.test(document.activeElement.tagName)) { ev.preventDefault(); box.focus(); }
+    });
+    document.addEventListener('click', function (ev) { if (!ev.target.closest('.sc-search')) list.innerHTML = ''; });
+  }
+  function visible(el) { var r = el.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight ? 1 : 0; }
+  function drawFigures() {
+    var todo = [].slice.call(document.querySelectorAll('script[type="text/x-sc-plotly"]'));
+    if (!todo.length || !window.SC_PLOTLY_JS) return;
+    var s = document.createElement('script'); s.src = window.SC_PLOTLY_JS;
+    s.onload = function () {
+      todo.sort(function (a, b) { return visible(b.parentNode) - visible(a.parentNode); });
+      (function next() {
+        var fig = todo.shift(); if (!fig) return;
+        try { (new Function(fig.textContent))(); } catch (err) { console.error(err); }
+        setTimeout(next, 0);
+      })();
+    };
+    document.head.appendChild(s);
+  }
+  if (document.readyState === 'complete') drawFigures(); else window.addEventListener('load', drawFigures);
+})();
+"""
+
+_re_sym_heading = re.compile(r'<h[34] id="([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)"')
+_re_code_sym = re.compile(r'<code>((?:semicontrast\.)?[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(\(\))?</code>')
+_re_section = re.compile(r'<h([1-4]) id="([^"]+)"[^>]*>(.*?)(?:<a class="anchor-link"[^>]*>.*?</a>)?</h\1>', re.DOTALL)
+
+def api_symbols(root:Path=ROOT) -> set[str]:
+    "The library's public names as its pages title them (`name`, `Class.method`), from nbdev's semicontrast/_modidx.py."
+    import ast
+    f = root/'semicontrast'/'_modidx.py'
+    if not f.exists(): return set()
+    tree = ast.parse(f.read_text(encoding='utf-8'))
+    d = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'd')
+    out = set()
+    for mod, syms in d.get('syms', {}).items():
+        for full in syms:
+            short = full[len(mod) + 1:]
+            if short and not any(part.startswith('_') for part in short.split('.')): out.add(short)
+    return out
+
+def _main_of(page:str) -> tuple[int, int]:
+    a = page.find('<main>'); b = page.rfind('</main>')
+    return (a, b) if 0 <= a < b else (0, len(page))
+
+def doclinks(page:str, anchors:dict) -> str:
+    "Backticked API names in the page's text (`<code>name</code>`, `name()`, `semicontrast.mod.name`) as links to their documentation."
+    a, b = _main_of(page)
+    parts = re.split(r'(<pre\b.*?</pre>|<h[1-6]\b.*?</h[1-6]>|<a\b.*?</a>)', page[a:b], flags=re.DOTALL)
+    def sub(m):
+        name = m.group(1)
+        key = name if name in anchors else '.'.join(name.split('.')[2:]) if name.startswith('semicontrast.') else None
+        if key not in anchors: return m.group(0)
+        return f'<a class="sc-doclink" href="{anchors[key]}"><code>{name}{m.group(2) or ""}</code></a>'
+    body = ''.join(p if i % 2 else _re_code_sym.sub(sub, p) for i, p in enumerate(parts))
+    return page[:a] + body + page[b:]
+
+def search_entries(name:str, page:str) -> list[dict]:
+    "One search entry per section of a page (its heading, and the section's text, shortened)."
+    a, b = _main_of(page)
+    body = re.sub(r'<(script|style)\b.*?</\1>|<details\b.*?</details>|<aside\b.*?</aside>|<nav\b.*?</nav>', ' ', page[a:b], flags=re.DOTALL)
+    title_m = re.search(r'<title>(.*?)</title>', page, re.DOTALL)
+    title = _text(title_m.group(1)).replace(' - semicontrast', '') if title_m else name
+    heads = list(_re_section.finditer(body))
+    out = []
+    for k, m in enumerate(heads):
+        end = heads[k + 1].start() if k + 1 < len(heads) else len(body)
+        text = ' '.join(_text(re.sub(r'<[^>]+>', ' ', body[m.end():end])).split())
+        out.append({'t': title, 'h': _text(m.group(3)), 'u': f'{name}.html#{m.group(2)}', 'x': text[:600]})
+    if not heads: out.append({'t': title, 'h': title, 'u': f'{name}.html', 'x': ' '.join(_text(body).split())[:600]})
+    return out
+
+def site_pass(out:Path, root:Path=ROOT) -> dict:
+    """After pages are written: link backticked API names on every page in `out` to the page documenting them, and
+    write the search index over all pages (assets/sc-search.js) and the site script (assets/sc-site.js)."""
+    import json
+    files = sorted(out.glob('*.html'))
+    known, anchors = api_symbols(root), {}
+    texts = {f.stem: f.read_text(encoding='utf-8') for f in files}
+    for stem, page in texts.items():
+        for sym in _re_sym_heading.findall(page):
+            if sym in known and sym not in anchors: anchors[sym] = f'{stem}.html#{sym}'
+    entries, n_links = [], 0
+    for f in files:
+        page = doclinks(texts[f.stem], anchors)
+        n_links += page.count('class="sc-doclink"')
+        if page != texts[f.stem]: f.write_text(page, encoding='utf-8')
+        entries += search_entries(f.stem, page)
+    (out/'assets').mkdir(parents=True, exist_ok=True)
+    (out/'assets'/'sc-search.js').write_text('window.SC_SEARCH_INDEX = ' + json.dumps(entries, ensure_ascii=False, separators=(',', ':')) + ';\n', encoding='utf-8')
+    (out/'assets'/'sc-site.js').write_text(SITE_JS, encoding='utf-8')
+    return {'pages': len(files), 'symbols': len(anchors), 'links': n_links, 'entries': len(entries)}
 
 # ------------------------------------------------------------------------------------------ main
 def resolve(only:list[str], root:Path) -> list[Path]:
@@ -381,6 +666,9 @@ def main(argv=None) -> int:
                          "auto leaves the choice to semicontrast.core.run_size()")
     ap.add_argument('--timeout', type=float, default=900, help='seconds allowed per notebook (default 900)')
     ap.add_argument('--flags', nargs='*', default=[], help='test flags to run anyway (e.g. slow gpu), as nbdev_test --flags')
+    ap.add_argument('--keep', metavar='DIR', help='also save each executed tutorial (outputs and how it was run) to DIR/<name>.ipynb')
+    ap.add_argument('--stored', metavar='DIR', default=None,
+                    help='render tutorials from the executed copies kept in DIR (by --keep) instead of running them')
     a = ap.parse_args(argv)
     root = ROOT
     out = Path(a.out) if Path(a.out).is_absolute() else root/a.out
@@ -401,6 +689,8 @@ def main(argv=None) -> int:
         t, s = title_summary(read_nb(p), p.stem)
         pages.append(dict(name=p.stem, title=t, summary=s, group=group_of(p)))
 
+    keep = None if not a.keep else (Path(a.keep) if Path(a.keep).is_absolute() else root/a.keep)
+    stored = None if not a.stored else (Path(a.stored) if Path(a.stored).is_absolute() else root/a.stored)
     failed, t_all = [], time.time()
     print(f'render_docs: {len(todo)} notebook(s) -> {out} (size {a.size}{", no execution" if a.no_execute else ""})', flush=True)
     for p in todo:
@@ -409,14 +699,27 @@ def main(argv=None) -> int:
             if p == idx_path and not p.exists():
                 import nbformat; nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('# semicontrast')])
             else: nb = read_nb(p)
-            skipped = {} if a.no_execute else skipped_cells(nb, set(a.flags), tst_flags)
-            if not a.no_execute: execute(nb, p.parent, env, a.timeout, skipped)
+            from_store = stored is not None and group_of(p) == 'Tutorials'
+            if from_store:
+                if not (stored/p.name).exists(): raise RuntimeError(f'no executed copy {stored/p.name}: run with --keep {a.stored} first')
+                nb = with_stored_outputs(nb, read_nb(stored/p.name), stored/p.name)
+            run = not (a.no_execute or from_store)
+            if run and group_of(p) != 'Tutorials': add_show_docs(nb)
+            skipped = skipped_cells(nb, set(a.flags), tst_flags) if run else {}
+            if run:
+                t_run = time.time(); execute(nb, p.parent, env, a.timeout, skipped)
+                nb.metadata['semicontrast_render'] = render_record(a.size, time.time() - t_run, root)
+                if keep is not None and group_of(p) == 'Tutorials':
+                    import copy, nbformat
+                    kept = slim_outputs(copy.deepcopy(nb), out)
+                    keep.mkdir(parents=True, exist_ok=True); nbformat.write(kept, str(keep/p.name))
             title, _ = title_summary(nb, name)
+            banner = render_banner(nb.metadata.get('semicontrast_render')) if group_of(p) == 'Tutorials' else ''
             clean_for_page(nb, skipped, p.parent)
             if name == 'index':           # the list of pages closes the home page (the nav bar links to it)
                 import nbformat
                 nb.cells.append(nbformat.v4.new_markdown_cell(pages_cell(pages)))
-            page = to_html(nb, name, title, p.parent, out, cfg)
+            page = to_html(nb, name, title, p.parent, out, cfg, pages + [dict(name='index', title='Home', summary='', group='Home')], banner)
             (out/f'{name}.html').write_text(page, encoding='utf-8')
             print(f'  ok      {name:<28} {time.time()-t0:6.1f} s  -> {(out/name).relative_to(out.parent)}.html', flush=True)
         except Exception as e:
@@ -426,10 +729,64 @@ def main(argv=None) -> int:
             failed.append(name)
             print(f'  FAILED  {name:<28} {time.time()-t0:6.1f} s  ({p})\n{_indent(msg)}', file=sys.stderr, flush=True)
     print(f'render_docs: {len(todo)-len(failed)} page(s) written in {time.time()-t_all:.1f} s', flush=True)
+    st = site_pass(out, root)
+    print(f"render_docs: site: {st['pages']} pages, {st['symbols']} API names, {st['links']} doc links, "
+          f"{st['entries']} search entries", flush=True)
     if failed:
         print(f'render_docs: these notebooks failed, their pages were not written: {" ".join(failed)}', file=sys.stderr)
         return 1
     return 0
+
+def slim_outputs(nb, out:Path):
+    "An executed notebook to keep: inline plotly.js in its HTML outputs replaced by the shared copy in <out>/assets."
+    for c in nb.cells:
+        for o in c.get('outputs', []):
+            h = o.get('data', {}).get('text/html')
+            if h and 'plotly.js v' in h: o['data']['text/html'] = offline_html(h if isinstance(h, str) else ''.join(h), out)
+    return nb
+
+def with_stored_outputs(nb, stored, where:Path):
+    """The current notebook (its prose) with the outputs and run record of its kept executed copy, which must have
+    exactly the same code cells: a tutorial whose code changed has to be run again (--keep)."""
+    code = lambda n: [c.source for c in n.cells if c.cell_type == 'code']
+    if code(nb) != code(stored):
+        diff = next(i for i, (x, y) in enumerate(zip(code(nb) + [None], code(stored) + [None])) if x != y)
+        raise RuntimeError(f'{where}: code cell {diff} differs from the notebook; its outputs are stale. '
+                           'Run the tutorial again with --keep (e.g. --size reduced --keep docs/executed).')
+    outs = iter([c for c in stored.cells if c.cell_type == 'code'])
+    for c in nb.cells:
+        if c.cell_type == 'code':
+            s = next(outs); c.outputs, c.execution_count = s.outputs, s.execution_count
+    nb.metadata['semicontrast_render'] = stored.metadata.get('semicontrast_render')
+    return nb
+
+def render_record(size:str, seconds:float, root:Path=ROOT) -> dict:
+    "How a tutorial page was made: run size, device, threads, seconds, date and commit (stored in the notebook's metadata)."
+    import datetime, subprocess
+    try: commit = subprocess.run(['git', '-C', str(root), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()
+    except OSError: commit = ''
+    try:
+        import torch; device = 'GPU ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'
+    except ImportError: device = 'CPU'
+    threads = os.environ.get('OMP_NUM_THREADS') or str(os.cpu_count())
+    return {'size': size, 'device': device, 'threads': threads, 'seconds': round(seconds, 1),
+            'date': datetime.date.today().isoformat(), 'commit': commit}
+
+def _duration(sec:float) -> str:
+    m, s = divmod(int(round(sec)), 60); h, m = divmod(m, 60)
+    return f'{h} h {m:02d} min' if h else f'{m} min {s:02d} s' if m else f'{s} s'
+
+def render_banner(rec) -> str:
+    "The line on top of a tutorial page saying at which size it was run, on what, and how long it took."
+    if not rec: return ''
+    what = {'smoke': 'the <b>smoke</b> size (a few steps of a tiny network: its numbers mean nothing)',
+            'reduced': 'the <b>reduced</b> CPU size (a real but short experiment; the full run is longer and scores higher)',
+            'full': 'the <b>full</b> size (the paper-scale protocol)'}.get(rec.get('size'), html.escape(str(rec.get('size'))))
+    threads = f", {rec['threads']} threads" if rec.get('device') == 'CPU' and rec.get('threads') else ''
+    return (f'<div class="sc-rendered">This page shows the outputs of running the notebook at {what} on '
+            f'{html.escape(rec.get("device", "?"))}{threads}: {_duration(rec.get("seconds", 0))}, {rec.get("date", "")}'
+            f'{", commit " + html.escape(rec["commit"]) if rec.get("commit") else ""}. Widgets need a live kernel; '
+            'open the notebook in JupyterLab or Colab to use them.</div>')
 
 def _usage(msg:str):
     print(f'render_docs: {msg}', file=sys.stderr); raise SystemExit(2)

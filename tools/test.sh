@@ -4,7 +4,8 @@
 # 1. sets up .venv (python3 -m venv, if missing) and installs the pinned toolchain + semicontrast (editable);
 # 2. installs Debian's chromium if /usr/bin/chromium is missing (root or passwordless sudo needed);
 # 3. runs every library notebook with nbdev_test (cells flagged `#| slow` / `#| gpu` are skipped: settings.ini tst_flags);
-# 4. runs pytest on tests/: contracts, notebook/library sync, tutorials in smoke mode, docs pages in headless Chromium.
+# 4. runs pytest on tests/: contracts, notebook/library sync, tutorials in smoke mode, docs pages in headless Chromium;
+# 5. runs the widget tests again with ipywidgets 7 (Colab's) in a second small environment, .venv-w7.
 # Everything runs offline after the install. Env: PYTHON (interpreter for the venv, default python3).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,4 +54,15 @@ end
 
 begin "pytest (tests/)"
 .venv/bin/python -m pytest -q -rA tests
+end
+
+begin "widgets with ipywidgets 7 (Colab's)"
+# A second small environment: ipywidgets 7.x installed over the main one's packages (a .pth file puts .venv's
+# site-packages and this repository after its own), so the widget tests run against both major versions.
+if [ ! -x .venv-w7/bin/python ]; then "${PYTHON:-python3}" -m venv .venv-w7; fi
+SITE=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+SITE7=$(.venv-w7/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+printf '%s\n%s\n' "$PWD" "$SITE" > "$SITE7/semicontrast-main-env.pth"
+.venv-w7/bin/python -m pip install --disable-pip-version-check --progress-bar off -q "ipywidgets>=7.6,<8"
+.venv-w7/bin/python -m pytest -q -rA -p no:cacheprovider tests/test_widgets.py
 end
