@@ -126,7 +126,7 @@ def slice_viewer(image, # (Z,H,W) or (C,Z,H,W) volume
         vis = [False] * n_slices + [True] * (len(fig.data) - n_slices)
         for j in range(i * per_slice, (i + 1) * per_slice): vis[j] = True
         steps.append(dict(method='restyle', args=[{'visible': vis}], label=str(k)))
-    note = f' (every {Z / len(ks):.1f}th of {Z} slices)' if len(ks) < Z else ''
+    note = f' ({len(ks)} of {Z} slices shown)' if len(ks) < Z else ''
     fig.update_layout(sliders=[dict(active=ks.index(int(z)), steps=steps, currentvalue={'prefix': f'slice z{note} = '}, pad={'t': 30})],
                       title=title, height=height, margin=dict(l=10, r=10, t=60 if title else 40, b=10))
     for col in range(1, len(panels) + 1):

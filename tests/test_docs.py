@@ -202,6 +202,10 @@ def test_page_in_browser(site, browser, name):
 # ------------------------------------------------------------------------------------------ navigation, search, links
 ARTIFACTS = Path(os.environ.get('SEMICONTRAST_ARTIFACTS', ROOT/'test-artifacts'))   # screenshots (git-ignored)
 
+def _settle(page):
+    "Wait until every figure of the page is drawn (so that leaving the page does not abort plotly.js half-loaded)."
+    page.wait_for_function(DRAWN_JS + ' >= n', arg=page.locator('.plotly-graph-div').count(), timeout=30_000)
+
 def _shot(page, name:str):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS/f'{name}.png'))
@@ -266,6 +270,7 @@ def test_doclinks_and_search_index(site):
 def test_search_box_finds_and_navigates(site, browser):
     page, problems = _open(browser, site['fixture'][0])
     try:
+        _settle(page)
         page.keyboard.press('/')                                      # '/' focuses the search box
         page.keyboard.type('set_seed')
         page.wait_for_selector('#sc-search-results a[href]', timeout=5_000)
@@ -282,6 +287,7 @@ def test_search_box_finds_and_navigates(site, browser):
 def test_sidebar_and_doclink_navigate(site, browser):
     page, problems = _open(browser, site['fixture'][0])
     try:
+        _settle(page)
         assert page.locator('aside.sc-sidebar').is_visible()
         _shot(page, 'sidebar')
         page.click('a.sc-doclink >> nth=0')
@@ -359,11 +365,37 @@ def test_committed_tutorial_shows_a_trained_model(browser):
     assert m and m.group(1) in ('reduced', 'full'), 'the published quick start should come from a reduced or full run (tools/render_docs.py --size reduced)'
     page, problems = _open(browser, p)
     try:
-        fig = page.locator('.plotly-graph-div').nth(-1)
-        page.wait_for_function(DRAWN_JS + ' >= 1', arg=0, timeout=30_000)
-        heading = page.locator('h2:has-text("predictions"), h2:has-text("Prediction"), h3:has-text("prediction")').first
-        (heading if heading.count() else fig).scroll_into_view_if_needed()
+        n_figs = page.locator('.plotly-graph-div').count()
+        page.wait_for_function(DRAWN_JS + ' >= n', arg=n_figs, timeout=30_000)
+        found = page.evaluate("""() => { const g = [...document.querySelectorAll('.js-plotly-plot')].find(d =>
+            (d.layout.annotations || []).some(a => a.text === 'prediction'));     // the slice viewer with a prediction panel
+            if (g) g.scrollIntoView({block: 'center'}); return !!g; }""")
+        assert found, 'no figure with a prediction panel on the quick start page'
         page.wait_for_timeout(500)
         _shot(page, 'tutorial-trained-prediction')
         assert not problems, '; '.join(problems)
     finally: page.close()
+
+def test_kept_tutorial_runs_render_without_retraining(tmp_path):
+    "--keep saves an executed tutorial with how it ran; --stored renders its outputs under the current prose, and refuses changed code."
+    import nbformat
+    tut = tmp_path/'tutorials'; tut.mkdir()
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook(cells=[md('# Kept tutorial\n\n> A tiny stand-in.'), md('Old prose.'),
+                                         code('import random\nprint("drawn", random.random())')],
+                                  metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
+    path = tut/'kept_tut.ipynb'; nbformat.write(nb, str(path))
+    _render(tmp_path/'site', path, extra=('--keep', str(tmp_path/'kept')))
+    kept = nbformat.read(str(tmp_path/'kept'/'kept_tut.ipynb'), as_version=4)
+    rec = kept.metadata['semicontrast_render']
+    assert rec['size'] == 'smoke' and rec['seconds'] > 0 and (rec['device'] == 'CPU' or rec['device'].startswith('GPU'))
+    drawn = re.search(r'drawn [0-9.]+', ''.join(o.get('text', '') for o in kept.cells[2].outputs)).group(0)
+    page = (tmp_path/'site'/'kept_tut.html').read_text(encoding='utf-8')
+    assert drawn in page and 'class="sc-rendered"' in page and '<b>smoke</b>' in page
+    nb.cells[1].source = 'New prose.'; nbformat.write(nb, str(path))            # prose edits need no new run ...
+    _render(tmp_path/'site2', path, extra=('--stored', str(tmp_path/'kept')))
+    page = (tmp_path/'site2'/'kept_tut.html').read_text(encoding='utf-8')
+    assert 'New prose.' in page and 'Old prose.' not in page and drawn in page   # ... the kept output is shown, not a new draw
+    nb.cells[2].source += '\nprint("changed")'; nbformat.write(nb, str(path))   # ... code edits do
+    r = _render(tmp_path/'site3', path, check=False, extra=('--stored', str(tmp_path/'kept')))
+    assert r.returncode == 1 and 'code cell 0 differs' in r.stderr and '--keep' in r.stderr

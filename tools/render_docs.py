@@ -10,17 +10,24 @@ documentation site with tools that work offline. For every notebook in nbs/*.ipy
    plotly.js instead of loading it from a CDN). Cells marked `#| eval: false`, or with a test flag from
    settings.ini's tst_flags (`#| slow`, `#| gpu`) that is not in --flags, are not run, as in nbdev_test.
 2. cleans it for reading: drops `#| hide` / `#| include: false` / `#| default_exp` cells, hides the input of
-   `#| echo: false` and show_doc cells, drops the output of `#| output: false` cells, strips every `#|`
-   directive line from the cells that stay, renders $...$ / $$...$$ math to inline SVG with matplotlib's
-   mathtext (no MathJax download), and replaces interactive widget outputs by a note (widgets need a kernel).
-3. converts it with nbconvert's HTMLExporter (lab template; images embedded as data: URIs) into <out>/<name>.html, with a
-   small navigation bar on top. The lab template's CDN tags (require.js, MathJax, mermaid, widget manager)
-   are switched off; plotly.js is written once to <out>/assets/plotly-<version>.min.js and referenced
-   locally; any other tag that would load something from the network is removed (remote images become
-   their alt text), and the page is checked for leftovers. Pages never load anything from the network.
+   `#| echo: false` and show_doc cells, folds the source of exported cells into a closed "source" box (and adds a
+   show_doc for each exported name the notebook does not document itself, as nbdev does), drops the output of
+   `#| output: false` cells, strips every `#|` directive line from the cells that stay, renders $...$ / $$...$$ math
+   to inline SVG with matplotlib's mathtext (no MathJax download), and replaces interactive widget outputs by a note
+   (widgets need a kernel).
+3. converts it with nbconvert's HTMLExporter (lab template; images embedded as data: URIs) into <out>/<name>.html,
+   laid out with a top bar, a sidebar of every page (Tutorials, Library, Notes) with a search box, the page's table of
+   contents (its h2 / h3 headings) and previous / next links. The lab template's CDN tags (require.js, MathJax,
+   mermaid, widget manager) are switched off; plotly.js is written once to <out>/assets/plotly-<version>.min.js and
+   loaded after the text by assets/sc-site.js, which then draws the figures (visible ones first); any other tag that
+   would load something from the network is removed (remote images become their alt text), and the page is checked
+   for leftovers. Pages never load anything from the network.
+4. after all pages are written, a pass over every page of <out>: backticked API names (`name`, `name()`,
+   `semicontrast.module.name`) become links to the heading that documents them, and assets/sc-search.js indexes
+   every section of every page for the search box.
 
 <out>/index.html is nbs/index.ipynb plus a list of all pages (titles from each notebook's first markdown
-heading, summaries from its `> ...` line), grouped as "Library" (nbs) and "Tutorials".
+heading, summaries from its `> ...` line), grouped as in the sidebar.
 
 The published site (docs/) shows trained models: its tutorial pages come from runs at the CPU "reduced" size (or
 "full" on a GPU), kept in docs/executed/ so that they are not retrained every time the site is rebuilt:
@@ -782,7 +789,8 @@ def render_banner(rec) -> str:
     what = {'smoke': 'the <b>smoke</b> size (a few steps of a tiny network: its numbers mean nothing)',
             'reduced': 'the <b>reduced</b> CPU size (a real but short experiment; the full run is longer and scores higher)',
             'full': 'the <b>full</b> size (the paper-scale protocol)'}.get(rec.get('size'), html.escape(str(rec.get('size'))))
-    threads = f", {rec['threads']} threads" if rec.get('device') == 'CPU' and rec.get('threads') else ''
+    t = str(rec.get('threads') or '')
+    threads = f", {t} thread{'' if t == '1' else 's'}" if rec.get('device') == 'CPU' and t else ''
     return (f'<div class="sc-rendered">This page shows the outputs of running the notebook at {what} on '
             f'{html.escape(rec.get("device", "?"))}{threads}: {_duration(rec.get("seconds", 0))}, {rec.get("date", "")}'
             f'{", commit " + html.escape(rec["commit"]) if rec.get("commit") else ""}. Widgets need a live kernel; '
