@@ -309,7 +309,7 @@ main { flex: 1 1 auto; min-width: 0; max-width: 1100px; margin: 0 auto; padding:
 .sc-toc a { color: #444; text-decoration: none; } .sc-toc a:hover { color: #2780e3; }
 .sc-search { position: relative; }
 .sc-search input { width: 100%; box-sizing: border-box; padding: .35rem .5rem; border: 1px solid #bbb; border-radius: 4px; font: inherit; }
-.sc-results { position: absolute; z-index: 200; left: 0; width: 420px; max-height: 70vh; overflow-y: auto; background: #fff;
+.sc-results { position: absolute; z-index: 200; left: 0; right: 0; max-height: 70vh; overflow-y: auto; background: #fff;
   border: 1px solid #bbb; border-radius: 4px; box-shadow: 0 4px 14px rgba(0,0,0,.15); margin: .2rem 0 0; padding: 0; }
 .sc-results:empty { display: none; }
 .sc-results li { list-style: none; border-bottom: 1px solid #eee; } .sc-results li a { display: block; padding: .4rem .6rem; color: #24292f; text-decoration: none; }
