@@ -698,6 +698,7 @@ def main(argv=None) -> int:
 
     keep = None if not a.keep else (Path(a.keep) if Path(a.keep).is_absolute() else root/a.keep)
     stored = None if not a.stored else (Path(a.stored) if Path(a.stored).is_absolute() else root/a.stored)
+    site_pages = pages + [dict(name='index', title='Home', summary='', group='Home')]   # the sidebar and prev / next
     failed, t_all = [], time.time()
     print(f'render_docs: {len(todo)} notebook(s) -> {out} (size {a.size}{", no execution" if a.no_execute else ""})', flush=True)
     for p in todo:
@@ -726,7 +727,7 @@ def main(argv=None) -> int:
             if name == 'index':           # the list of pages closes the home page (the nav bar links to it)
                 import nbformat
                 nb.cells.append(nbformat.v4.new_markdown_cell(pages_cell(pages)))
-            page = to_html(nb, name, title, p.parent, out, cfg, pages + [dict(name='index', title='Home', summary='', group='Home')], banner)
+            page = to_html(nb, name, title, p.parent, out, cfg, site_pages, banner)
             (out/f'{name}.html').write_text(page, encoding='utf-8')
             print(f'  ok      {name:<28} {time.time()-t0:6.1f} s  -> {(out/name).relative_to(out.parent)}.html', flush=True)
         except Exception as e:
