@@ -19,13 +19,13 @@ from semicontrast.core import set_seed
 from semicontrast.data import load_dataset
 from semicontrast.splits import make_split
 from semicontrast.loaders import auto_preprocess
-from semicontrast.cli import SIZES
+from semicontrast.settings import DEFAULTS
 from semicontrast.superpixels import SuperpixelCache, felzenszwalb_slice, region_dls, superpixels_for
 from semicontrast.learner import lrc_learner
 
 p = argparse.ArgumentParser()
 p.add_argument('--steps', type=int, default=20, help='timed pre-training steps (after 3 warm-up steps)')
-p.add_argument('--epochs', type=int, default=SIZES['full']['pretrain_epochs'], help='epochs of a run (spreads the one-off cost)')
+p.add_argument('--epochs', type=int, default=DEFAULTS['pretrain_epochs'], help='epochs of a run (spreads the one-off cost)')
 p.add_argument('--device', default='cpu')
 a = p.parse_args()
 dev = torch.device(a.device)
@@ -56,13 +56,13 @@ print(f'superpixels per slice ({n_slices} slices, {prep.size[0]}x{prep.size[1]} 
 timings = {}
 for name, ch in (('no cache', None), ('cold cache', SuperpixelCache(Path(tempfile.mkdtemp(prefix='sp_cold_')))), ('warm cache', cache)):
     t = time.perf_counter()
-    dls = region_dls(train, [], prep, bs=SIZES['full']['pretrain_bs'], cache=ch, seed=0, device=dev)
+    dls = region_dls(train, [], prep, bs=DEFAULTS['pretrain_bs'], cache=ch, seed=0, device=dev)
     timings[name] = time.perf_counter() - t
 print('region_dls build (slices + superpixels): ' + ', '.join(f'{k} {v:.2f} s' for k, v in timings.items()))
 
 # 3. steps
 set_seed(0)
-learn = lrc_learner(dls, n_classes=info.n_classes, base=SIZES['full']['base'], depth=SIZES['full']['depth'],
+learn = lrc_learner(dls, n_classes=info.n_classes, base=DEFAULTS['base'], depth=DEFAULTS['depth'],
                     )   # MoCo's queue and momentum: lrc_learner's defaults
 learn.model.to(dev)
 from fastai.callback.core import Callback, CancelFitException
@@ -80,11 +80,11 @@ timer = StepTimer(3, a.steps)
 with learn.no_bar(), learn.no_logging(): learn.fit(100, 1e-3, cbs=[timer])
 step = float(np.median(timer.times))
 steps_per_epoch = len(dls.train)
-print(f'pre-training step (bs {SIZES["full"]["pretrain_bs"]}, base {SIZES["full"]["base"]}, MoCo + LRC): median {step:.3f} s '
+print(f'pre-training step (bs {DEFAULTS["pretrain_bs"]}, base {DEFAULTS["base"]}, MoCo + LRC): median {step:.3f} s '
       f'over {len(timer.times)} steps; epoch of {steps_per_epoch} steps ~ {step*steps_per_epoch:.1f} s')
 
 # 4. shares
-bs = SIZES['full']['pretrain_bs']
+bs = DEFAULTS['pretrain_bs']
 run_steps = a.epochs * steps_per_epoch
 one_off_cached = timings['warm cache'] / run_steps
 on_the_fly = per_slice * bs

@@ -17,7 +17,7 @@ from semicontrast.core import set_seed
 from semicontrast.data import load_dataset
 from semicontrast.splits import make_split
 from semicontrast.loaders import auto_preprocess
-from semicontrast.cli import SIZES
+from semicontrast.settings import DEFAULTS
 from semicontrast.loaders import supervised_dls, two_stream_dls
 from semicontrast.learner import supervised_learner, mscs_learner
 from semicontrast.losses import pixel_contrast_loss, supcon_loss
@@ -65,7 +65,7 @@ for side in (8, 16, 32, 64, 128, 256):
     print(f'{side:>4} x {side:<4} {n:>9} {t_s:>10.4f} {2 * K * M:>8} {naive} {gib:>16.2f}')
 
 # 3. one training step at the CLI's default size
-cfg = SIZES['full']
+cfg = DEFAULTS
 cases, info = load_dataset('hippocampus')
 split = make_split(cases, n_labelled=cfg['labeled'], n_valid=cfg['valid'], n_test=cfg['test'], seed=0)
 parts = {q: split.cases(cases, q) for q in ('labelled', 'unlabelled', 'valid')}

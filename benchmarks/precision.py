@@ -13,7 +13,7 @@ from semicontrast.core import set_seed
 from semicontrast.data import load_dataset
 from semicontrast.splits import make_split
 from semicontrast.loaders import auto_preprocess
-from semicontrast.cli import SIZES
+from semicontrast.settings import DEFAULTS
 from semicontrast.mixcl import pool_sources
 from semicontrast.loaders import supervised_dls, pooled_dls, PoolSource
 from semicontrast.learner import supervised_learner, mixcl_learner
@@ -22,8 +22,8 @@ from semicontrast.callbacks import DeviceMixedPrecision
 p = argparse.ArgumentParser()
 p.add_argument('--steps', type=int, default=10, help='timed training steps (after 2 warm-up steps)')
 p.add_argument('--device', default='cpu')
-p.add_argument('--base', type=int, default=SIZES['full']['base'])
-p.add_argument('--bs', type=int, default=SIZES['full']['bs'])
+p.add_argument('--base', type=int, default=DEFAULTS['base'])
+p.add_argument('--bs', type=int, default=DEFAULTS['bs'])
 p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16', 'fp16'])
 a = p.parse_args()
 dev = torch.device(a.device)
@@ -57,7 +57,7 @@ def timed(make, precision):
 
 
 cases, info = load_dataset('hippocampus')
-split = make_split(cases, n_labelled=SIZES['full']['labeled'], n_valid=SIZES['full']['valid'], n_test=SIZES['full']['test'], seed=0)
+split = make_split(cases, n_labelled=DEFAULTS['labeled'], n_valid=DEFAULTS['valid'], n_test=DEFAULTS['test'], seed=0)
 parts = {k: split.cases(cases, k) for k in ('labelled', 'unlabelled', 'valid', 'test')}
 prep = auto_preprocess(cases, intensity=info.intensity, depth=4)
 print(f'hippocampus, slices {prep.size}, base {a.base}, batch {a.bs} (supervised) / {2 * a.bs} (MixCL pre-training)')

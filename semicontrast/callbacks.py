@@ -11,7 +11,7 @@ from torch import nn
 from fastai.callback.core import Callback
 from .core import IGNORE_INDEX, class_map
 from .losses import cross_pseudo_loss, sigmoid_rampup
-from .viz import panel_row
+
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss',
@@ -85,7 +85,7 @@ class TwoStreamConsistency(LossTerms):
     "Train a two-stream network (`TwoStreamUNet`, `mscs.MSCSNet`): supervised loss on both streams + ramped [cross pseudo-supervision + weighted extra terms]."
     order = 5   # after TrainEvalCallback (-10), before MixedPrecision (10) leaves autocast and Recorder (50) logs
     def __init__(self, cps_weight:float=0.1, # final weight w of the ramped unsupervised terms (SSL4MIS CPS: 0.1)
-                 rampup_iters:int|None=30000, # iterations T of the sigmoid ramp-up (SSL4MIS: 200 x 150); 0 = no ramp; None = the whole fit
+                 rampup_iters:int|None=None, # iterations T of the sigmoid ramp-up (SSL4MIS: 30000 = 200 x 150); 0 = no ramp; None = the whole fit (the learners' default)
                  cps_threshold:float|None=None, # min softmax confidence of a pseudo-label pixel (None: all pixels)
                  on_labelled:bool=True, # also apply CPS to the labelled items of the batch
                  split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training (`models.split_groups`)
@@ -192,6 +192,7 @@ class TwoStreamConsistency(LossTerms):
         if xb is not None: rows.append(('stream b input (strong)', xb[b], None))
         rows += [("a's pseudo-label (b's target)", xa[b], pa), ("b's pseudo-label (a's target)", xa[b], pb),
                  (f'disagree: {float((pa != pb).float().mean()):.1%} of pixels', xa[b], (pa != pb).long())]
+        from semicontrast.viz import panel_row   # plotting is loaded only to draw, never to train
         return panel_row(rows, title=f'{type(self).__name__}: item {b} of the batch, {"labelled" if labelled else "unlabelled"}')
 
 # %% ../nbs/06_callbacks.ipynb #9c3df157

@@ -13,13 +13,13 @@ from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 from .core import DataError
+from .settings import DEFAULTS
 from .augment import TwoViews, correspondence, align
 from .models import Encoder, TwoStreamUNet, unet_widths, init_weights, load_encoder, save_encoder, check_feature_encoder
 from .heads import EncoderWithHead, dense_head_for
 from .losses import DiceCELoss, DenseInfoNCE, info_nce
 from .distributed import GATHER   # keys from every process under torchrun; this batch's in one process
 from .callbacks import EMAUpdate, TwoStreamConsistency, zero_loss, _unwrap, batch_to_show
-from .viz import panel_row
 from .loaders import pretrain_dls
 from .method import (SegLearner, ForegroundDice, with_guard, channels_of, check_classes, check_stage, two_stream_loaders, stage_record, learner_options, Stage, Method, register)
 
@@ -116,17 +116,18 @@ class DenseContrastivePretrain(Callback):
         v = views(x)
         hw = tuple(v['v1'].shape[-2:])
         _, valid = correspondence(v['theta1'], v['theta2'], hw, feat_hw=hw)   # at pixel resolution, for the picture
+        from semicontrast.viz import panel_row   # plotting is loaded only to draw, never to train
         return panel_row([('slice', x[b], None), ('view 1 (queries)', v['v1'][b], None), ('view 2 (keys)', v['v2'][b], None),
                           (f'view 1 also in view 2: {float(valid[b].float().mean()):.0%}', v['v1'][b], valid[b].long())],
                          title=f'{type(self).__name__}: item {b} of the batch')
 
 def pretrain_learner(dls, # fastai `DataLoaders` of slice batches (targets, if any, are ignored)
                      encoder:Encoder|None=None, # an `Encoder` to pre-train (None: a new U-Net encoder)
-                     in_ch:int=1, base:int=16, depth:int=4, # the new encoder (ignored when `encoder` is given)
+                     in_ch:int=1, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # the new encoder (ignored when `encoder` is given)
                      d_out:int=128, n_layers:int=2, pool_to=None, # the dense head (see `dense_head_for`)
                      temperature:float=0.1, # InfoNCE temperature
                      momentum:float|None=0.99, # m of the EMA key copy updated by `EMAUpdate`; None: shared key branch
-                     lr:float=1e-3, # Adam learning rate
+                     lr:float=DEFAULTS['pretrain_lr'], # Adam learning rate (the run setting `pretrain_lr`)
                      views:TwoViews|None=None, # view maker (default `TwoViews()`)
                      global_weight:float=0.0, # 1 - lambda (DenseCL: 0.5)
                      max_anchors:int|None=None, # anchors sampled per batch (None: all)
@@ -160,7 +161,7 @@ def ideal_learner(dls:DataLoaders, # stage 1: `pretrain_dls(...)`; stage 2: `two
                   n_classes:int=None, # classes including background (stage 2 only)
                   stage:str='finetune', # 'pretrain' (stage 1) or 'finetune' (stage 2)
                   encoder=None, # an `Encoder`, a `save_encoder` file, or a stage-1 Learner; None: a new encoder
-                  in_ch:int=None, base:int=16, depth:int=4, # a new encoder (ignored when `encoder` is given)
+                  in_ch:int=None, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # a new encoder (ignored when `encoder` is given)
                   # stage 1 (dense contrastive pre-training)
                   temperature:float=0.1, # tau of the dense InfoNCE [R: PCL and Chaitanya et al. use 0.1]
                   d_out:int=128, n_layers:int=2, pool_to=None, # the dense 1x1-conv head (see `dense_head_for`)
@@ -176,10 +177,11 @@ def ideal_learner(dls:DataLoaders, # stage 1: `pretrain_dls(...)`; stage 2: `two
                   threshold:float|None=None, # min confidence of a pseudo-label pixel (None: plain argmax) [R]
                   on_labelled:bool=True, # cross supervision on the labelled items too [V]
                   split_bn:bool=True, # BatchNorm statistics of labelled and unlabelled items apart in training [D]
-                  loss_func:nn.Module=None, opt_func=Adam, lr:float=1e-3, wd:float=1e-4, metrics=None,
+                  loss_func:nn.Module=None, opt_func=Adam, lr:float|None=None, wd:float=1e-4, metrics=None,
                   cbs=None, path='.') -> Learner:
     "The fastai `Learner` of IDEAL's stage 1 (`stage='pretrain'`) or stage 2 (`stage='finetune'`)."
     check_stage(stage)
+    if lr is None: lr = DEFAULTS['pretrain_lr' if stage == 'pretrain' else 'lr']   # the run's default learning rate of that stage
     enc, data_ch = _as_encoder(encoder), channels_of(dls)
     if enc is not None and enc.in_ch != data_ch:
         raise DataError(f"the encoder takes {enc.in_ch} input channel(s) but the data has {data_ch}; "
@@ -224,6 +226,6 @@ IDEAL = register(Method(
     'ideal', 'IDEAL: dense contrastive pre-training of the encoder, then two decoders with cross pseudo-supervision',
     stages=(Stage('pretrain', _pretrain, epochs='pretrain_epochs'), Stage('finetune', _finetune)),
     options=learner_options(ideal_learner, 'temperature', 'momentum', 'global_weight', 'perturb', 'cps_weight', 'threshold',
-                            'split_bn', temperature=dict(low=1e-6), global_weight=dict(low=0), cps_weight=dict(low=0),
-                            perturb=dict(low=0, below=1)),
+                            'split_bn', temperature=dict(above=0), momentum=dict(low=0, high=1), global_weight=dict(low=0, high=1),
+                            perturb=dict(low=0, below=1), cps_weight=dict(low=0), threshold=dict(low=0, high=1)),
     needs_unlabelled=True, learner=ideal_learner))

@@ -12,10 +12,8 @@ from .core import DataError, check_path, load_torch_dict, atomic_write
 from .data import read_nifti, _nii_files, _stem, _NII_EXT
 from .loaders import Preprocess
 from .models import describe, build, save_model, MODEL_FORMAT
-from .method import SegLearner
-from fastcore.basics import patch
 from .metrics import predict_volume
-from . import supervised, ideal, mscs, mixcl, lrc, meanteacher   # each registers its method and its network (models.build)
+import semicontrast.learner   # every registered method, and with it every network `models.build` can rebuild
 
 # %% auto #0
 __all__ = ['model_file', 'load_model', 'image_files', 'predict']
@@ -45,18 +43,6 @@ def load_model(path, # a model file, or a run folder holding model.pth
     info = {k: v for k, v in d.items() if k not in ('format', 'arch', 'state_dict', 'preprocess')}
     info['prep'], info['arch'] = Preprocess.from_dict(d['preprocess']), d['arch']
     return model.to(device or 'cpu').eval(), info
-
-@patch
-def export(self:SegLearner, fname='model.pth', # file name (relative to `learn.path`) or path
-           class_names=None, # output channel names (default: background, class_1, ...)
-           **extra, # more plain values for the file
-          ) -> Path:
-    "fastai's `export`, as a self-describing model file (`save_model`) instead of a pickle of the learner; read it back with `load_model`."
-    prep = getattr(self.dls, 'prep', None)
-    if prep is None: raise DataError("export needs the preprocessing of training (dls.prep); build the loaders with semicontrast's *_dls functions.")
-    n = describe(self.model)['kwargs'].get('n_classes') or getattr(self.model, 'n_classes', 2)
-    names = list(class_names) if class_names is not None else ['background'] + [f'class_{i}' for i in range(1, int(n))]
-    return save_model(self.model, Path(self.path)/fname, prep, names, **extra)
 
 
 # %% ../nbs/19_inference.ipynb #79c99caa

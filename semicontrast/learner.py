@@ -13,4 +13,6 @@ from .mscs import *
 from .mixcl import *
 from .lrc import *
 from .meanteacher import *
-import semicontrast.inference   # learn.export(): a self-describing model file
+
+_LEARNERS = [m.learner.__name__ for m in METHODS.values() if m.learner is not None]
+__all__ = list(dict.fromkeys(_LEARNERS + ['supervised_learner', 'finetune_learner', 'pretrain_learner', 'METHODS', 'ForegroundDice', 'history']))

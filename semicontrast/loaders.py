@@ -14,6 +14,7 @@ from fastcore.basics import patch
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from .core import IGNORE_INDEX, DataError, class_map
+from .settings import DEFAULTS
 
 # %% auto #0
 __all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'random_crop', 'compose_augment', 'SegDataLoaders',
@@ -258,10 +259,10 @@ def compose_augment(*fns):
 
 # %% ../nbs/00c_loaders.ipynb #e19205a2
 def _augment_fn(augment):
-    if augment is True: return flip_rot90
-    if augment is False or augment is None: return None
+    if augment is True or augment == 'flip_rot90': return flip_rot90
+    if augment is False or augment is None or augment == 'none': return None
     if callable(augment): return augment
-    raise DataError(f"augment={augment!r}; pass True (flip_rot90), False, or a callable (x, y) -> (x, y).")
+    raise DataError(f"augment={augment!r}; pass 'flip_rot90' (or True), 'none' (or False), or a callable (x, y) -> (x, y).")
 
 def _check_bs(**kw):
     for k, v in kw.items():
@@ -283,8 +284,8 @@ def _seeded(dl:DataLoader, seed:int) -> DataLoader:
 def supervised_dls(train_cases, # labelled `Case`s to train on
                    valid_cases, # labelled `Case`s to validate on (may be empty)
                    prep:Preprocess, # preprocessing (recorded on the result as `dls.prep`)
-                   bs:int=16, # batch size (train and valid)
-                   augment=True, # True: `flip_rot90`; False; or a callable (x, y) -> (x, y)
+                   bs:int=DEFAULTS['bs'], # batch size (train and valid)
+                   augment=DEFAULTS['augment'], # 'none' or False; 'flip_rot90' or True; or a callable (x, y) -> (x, y)
                    seed:int=0, # seed of the training shuffle
                    device=None, # where batches go (None: stay on the CPU; the Learner moves them)
                    num_workers:int=0, # worker processes (0: load in the main process)
@@ -316,7 +317,7 @@ def _train_valid_dls(who:str, tds, vds, has_valid:bool, prep, bs, seed, device, 
 # %% ../nbs/00c_loaders.ipynb #23541138
 class TwoStreamDL(DataLoader):
     "fastai `DataLoader` over `ConcatDataset([labelled, unlabelled])`: each batch is `bs_labelled` labelled then `bs_unlabelled` unlabelled items."
-    def __init__(self, dataset:ConcatDataset, bs_labelled:int=12, bs_unlabelled:int=12, seed:int=0, shuffle:bool=True,
+    def __init__(self, dataset:ConcatDataset, bs_labelled:int=DEFAULTS['bs'], bs_unlabelled:int=DEFAULTS['bs'], seed:int=0, shuffle:bool=True,
                  bs=None, n=None, drop_last=False, **kwargs): # `bs`, `n`, `drop_last` are derived (accepted for fastai's `new`)
         if not (isinstance(dataset, ConcatDataset) and len(dataset.datasets) == 2):
             raise DataError("TwoStreamDL: dataset must be ConcatDataset([labelled, unlabelled]).")
@@ -356,9 +357,9 @@ def two_stream_dls(labelled_cases, # labelled `Case`s (the supervised stream)
                    unlabelled_cases, # `Case`s used without labels (their labels, if any, are ignored)
                    valid_cases, # labelled `Case`s to validate on (may be empty)
                    prep:Preprocess, # preprocessing (recorded on the result as `dls.prep`)
-                   bs_labelled:int=12, # labelled slices at the start of every training batch (SSL4MIS: 12)
-                   bs_unlabelled:int=12, # unlabelled slices at the end of every training batch (SSL4MIS: 12)
-                   augment=True, # True: `flip_rot90`; False; or a callable (x, y) -> (x, y)
+                   bs_labelled:int=DEFAULTS['bs'], # labelled slices at the start of every training batch (SSL4MIS: 12)
+                   bs_unlabelled:int=DEFAULTS['bs'], # unlabelled slices at the end of every training batch (SSL4MIS: 12)
+                   augment=DEFAULTS['augment'], # 'none' or False; 'flip_rot90' or True; or a callable (x, y) -> (x, y)
                    seed:int=0, # seed of the batch order
                    device=None, # where batches go (None: stay on the CPU; the Learner moves them)
                    num_workers:int=0, # worker processes (0: load in the main process)
@@ -391,7 +392,7 @@ def two_stream_dls(labelled_cases, # labelled `Case`s (the supervised stream)
 def pretrain_dls(cases, # `Case`s to pre-train on (labels, if any, are not used)
                  valid_cases, # `Case`s for the validation loss (may be empty)
                  prep:Preprocess, # preprocessing (recorded on the result as `dls.prep`)
-                 bs:int=32, # slices per batch (methods notes §1.4: 32)
+                 bs:int=DEFAULTS['pretrain_bs'], # slices per batch (the run setting `pretrain_bs`; methods notes §1.4: 32)
                  augment=False, # False (the callback makes the views); True: `flip_rot90`; or a callable
                  seed:int=0, # seed of the shuffle
                  device=None, num_workers:int=0,

@@ -10,6 +10,7 @@ from torch import nn
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
+from .settings import DEFAULTS
 from .core import DataError, IGNORE_INDEX
 from .models import UNet, EncoderDecoder
 from .heads import GlobalProjectionHead, DenseProjectionHead
@@ -18,7 +19,6 @@ from .losses import MoCoQueue, moco_loss, sample_regions, pool_regions, RegionIn
 from .distributed import gather_nograd
 from .superpixels import SuperpixelCache, region_dls
 from .callbacks import LossTerms, EMAUpdate, zero_loss, _unwrap, batch_to_show
-from .viz import region_samples
 from .supervised import finetune_learner, finetune_stage
 from .method import SegLearner, with_guard, channels_of, check_stage, stage_record, learner_options, Option, Stage, Method, register
 
@@ -191,6 +191,7 @@ class RegionContrastPretrain(LossTerms):
         views.generator = torch.Generator().manual_seed(seed)
         v = views(x, extra=self.regions(x, reg))
         s = sample_regions(v['extra1'], v['extra2'], generator=torch.Generator(device=x.device).manual_seed(seed), **self.sample_kw)
+        from semicontrast.viz import region_samples   # plotting is loaded only to draw, never to train
         return region_samples(v['v1'], v['v2'], v['extra1'], v['extra2'], s, b=b)
 
 
@@ -211,7 +212,7 @@ def lrc_learner(dls:DataLoaders, # pretrain: `region_dls(...)`; finetune: `super
                 stage:str='pretrain', # 'pretrain' or 'finetune'
                 model=None, # pretrain: the encoder-decoder to pre-train (a `UNet`, or `models.FeatureUNet` around your own encoder; None: a new UNet); finetune: the network to train when `pretrained` is None
                 pretrained=None, # finetune: the stage-1 Learner, its LRCNet, or a UNet (None: from scratch)
-                in_ch:int=None, base:int=16, depth:int=4, # a new U-Net (pretrain, or finetune from scratch)
+                in_ch:int=None, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # a new U-Net (pretrain, or finetune from scratch)
                 # stage 1
                 global_loss:str|None='moco', # the global pre-training loss: 'moco', 'supervised' (Dice + CE on labelled pixels) or None
                 lrc_weight:float=1.0, # lambda of the region term [D]; 0 = the global loss alone
@@ -224,10 +225,11 @@ def lrc_learner(dls:DataLoaders, # pretrain: `region_dls(...)`; finetune: `super
                 momentum:float=0.99, # m of MoCo's key network [R: 0.999 on ImageNet; 0.99 for short runs]
                 d_out:int=128, global_hidden:int=2048, views=None, # heads and views
                 # both
-                loss_func:nn.Module=None, opt_func=Adam, lr:float=1e-3, wd:float=1e-4, metrics=None, cbs=None, path='.',
+                loss_func:nn.Module=None, opt_func=Adam, lr:float|None=None, wd:float=1e-4, metrics=None, cbs=None, path='.',
                ) -> Learner:
     "The fastai `Learner` of LRC pre-training (`stage='pretrain'`) or of fine-tuning the pre-trained U-Net (`stage='finetune'`)."
     check_stage(stage)
+    if lr is None: lr = DEFAULTS['pretrain_lr' if stage == 'pretrain' else 'lr']   # the run's default learning rate of that stage
     if in_ch is None: in_ch = channels_of(dls)
     if stage == 'pretrain':
         if global_loss == 'supervised' and n_classes is None:
@@ -263,8 +265,8 @@ def _pretrain(ctx):
 
 _OPTIONS = learner_options(lrc_learner, 'lrc_weight', 'global_loss', 'temperature', 'n_regions', 'n_pixels', 'moco_temperature',
                            'queue_size', 'momentum', lrc_weight=dict(low=0), global_loss=dict(choices=('moco', 'supervised')),
-                           temperature=dict(low=1e-6), moco_temperature=dict(low=1e-6), n_regions=dict(low=1),
-                           n_pixels=dict(low=1), queue_size=dict(low=1)) + (
+                           temperature=dict(above=0), moco_temperature=dict(above=0), n_regions=dict(low=1),
+                           n_pixels=dict(low=1), queue_size=dict(low=1), momentum=dict(low=0, high=1)) + (
     Option('superpixel_cache', None, 'folder caching the superpixels (content-keyed; default: computed in memory)', str),)
 _STAGES = (Stage('pretrain', _pretrain, epochs='pretrain_epochs'), Stage('finetune', finetune_stage))
 LRC = register(Method('lrc', 'LRC: MoCo (or supervised) pre-training plus region contrast on superpixels, then whole-U-Net fine-tuning',

@@ -12,10 +12,10 @@ from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 from .core import IGNORE_INDEX
+from .settings import DEFAULTS
 from .models import UNet, split_groups, register_architecture, describe
 from .losses import DiceCELoss, sigmoid_rampup
 from .callbacks import LossTerms, EMAUpdate, _unwrap, _item_labelled, preview, batch_to_show
-from .viz import panel_row
 from .method import (SegLearner, ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
 
@@ -111,6 +111,7 @@ class MeanTeacher(LossTerms):
         with preview(teacher): t = teacher(noisy).float().softmax(1)
         with preview(student): s = student(xu).float().softmax(1)
         mse = float(((s[b] - t[b]) ** 2).mean())
+        from semicontrast.viz import panel_row   # plotting is loaded only to draw, never to train
         return panel_row([('student input', xu[b], None), ('teacher input (+ noise)', noisy[b], None),
                           ("teacher's prediction (target)", xu[b], t[b].argmax(0)), ("student's prediction", xu[b], s[b].argmax(0))],
                          title=f'{type(self).__name__}: unlabelled item {b}, consistency (MSE of the softmaxes) {mse:.4f}')
@@ -118,7 +119,7 @@ class MeanTeacher(LossTerms):
 # %% ../nbs/18_meanteacher.ipynb #c03029b8
 def meanteacher_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabelled items in each training batch
                         n_classes:int, # classes including background
-                        in_ch:int=None, base:int=16, depth:int=4, # the student U-Net
+                        in_ch:int=None, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # the student U-Net
                         ema_decay:float=0.99, # alpha of the teacher's EMA [SSL4MIS]
                         consistency:float=0.1, # w_max of the ramped student-teacher consistency [SSL4MIS]
                         rampup_iters:int|None=None, # T of the sigmoid ramp (None: the whole fit)
@@ -126,7 +127,7 @@ def meanteacher_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then 
                         noise_clip:float=0.2, # clip of that noise [SSL4MIS]
                         split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training
                         model:nn.Module=None, # a student network instead of a new UNet (wrapped in `GroupedForward`)
-                        loss_func:nn.Module=None, opt_func=Adam, lr:float=1e-3, wd:float=1e-4, metrics=None, cbs=None, path='.',
+                        loss_func:nn.Module=None, opt_func=Adam, lr:float=DEFAULTS['lr'], wd:float=1e-4, metrics=None, cbs=None, path='.',
                        ) -> Learner:
     "The fastai `Learner` of Mean Teacher: a student U-Net, its EMA teacher, and a ramped consistency on unlabelled items."
     check_classes(n_classes, 'meanteacher_learner')
@@ -149,5 +150,5 @@ def _train(ctx):
 MEANTEACHER = register(Method('meanteacher', 'Mean Teacher: a student U-Net, its EMA teacher, ramped consistency on unlabelled slices',
     stages=(Stage('train', _train),),
     options=learner_options(meanteacher_learner, 'ema_decay', 'consistency', 'noise', 'split_bn',
-                            ema_decay=dict(low=0), consistency=dict(low=0), noise=dict(low=0)),
+                            ema_decay=dict(low=0, high=1), consistency=dict(low=0), noise=dict(low=0)),
     needs_unlabelled=True, learner=meanteacher_learner))

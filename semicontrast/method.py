@@ -16,19 +16,20 @@ from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from fastai.callback.progress import *   # progress bars, and Learner.no_bar (used by RunContext.fit when quiet)
 from fastcore.docments import docments
 from .core import IGNORE_INDEX, DataError, class_map, atomic_write
-from .models import save_model, save_encoder
+from .settings import Option, RUN_SETTINGS, DEFAULTS, valid_cadence
+from .models import save_model, save_encoder, describe
+from fastcore.basics import patch
 from .callbacks import FiniteLoss, DeviceMixedPrecision
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
 from .distributed import distrib_fit
-from .loaders import two_stream_dls, iteration_dl, flip_rot90, random_crop, compose_augment
+from .loaders import two_stream_dls, iteration_dl, flip_rot90, random_crop, compose_augment, SegDataLoaders
 from fastai.optimizer import SGD
 from functools import partial
 
 # %% auto #0
 __all__ = ['CKPT_IGNORE', 'METHODS', 'ForegroundDice', 'SegLearner', 'with_guard', 'channels_of', 'check_classes', 'check_stage',
-           'history', 'Option', 'learner_options', 'KeepBest', 'RunContext', 'poly_decay', 'valid_cadence',
-           'supervised_steps', 'train_augment', 'with_train_size', 'two_stream_loaders', 'stage_record', 'Stage',
-           'Method', 'register']
+           'history', 'learner_options', 'KeepBest', 'RunContext', 'poly_decay', 'supervised_steps', 'train_augment',
+           'with_train_size', 'two_stream_loaders', 'stage_record', 'Stage', 'Method', 'register']
 
 # %% ../nbs/12_method.ipynb #f3da66fa
 class ForegroundDice(Metric):
@@ -168,6 +169,28 @@ class SegLearner(Learner):
         ranked = sorted(((c, float(np.mean(v)), len(v)) for c, v in per.items()), key=lambda t: -t[1])
         return ranked if k is None else ranked[:k]
 
+@patch
+def show_batch(self:SegDataLoaders, b=None, # a batch (x, y, ...) to draw; default: the loader's first batch
+               max_n:int=8, # items drawn
+               train:bool=True, # draw a training batch (augmented, labelled then unlabelled items) or a validation batch
+               ncols:int=4):
+    "fastai's `show_batch` for slice loaders: each item with its label blended in (an unlabelled item: the image alone). Plotting is imported here, on first use."
+    from semicontrast.viz import batch_grid
+    return batch_grid(self, b, max_n=max_n, train=train, ncols=ncols)
+
+@patch
+def export(self:SegLearner, fname='model.pth', # file name (relative to `learn.path`) or path
+           class_names=None, # output channel names (default: background, class_1, ...)
+           **extra, # more plain values for the file
+          ) -> Path:
+    "fastai's `export`, as a self-describing model file (`save_model`) instead of a pickle of the learner; read it back with `load_model`."
+    prep = getattr(self.dls, 'prep', None)
+    if prep is None: raise DataError("export needs the preprocessing of training (dls.prep); build the loaders with semicontrast's *_dls functions.")
+    n = describe(self.model)['kwargs'].get('n_classes') or getattr(self.model, 'n_classes', 2)
+    names = list(class_names) if class_names is not None else ['background'] + [f'class_{i}' for i in range(1, int(n))]
+    return save_model(self.model, Path(self.path)/fname, prep, names, **extra)
+
+
 # %% ../nbs/12_method.ipynb #b26ccd3a
 def with_guard(cbs) -> list:
     "`cbs` plus a `FiniteLoss` guard (unless one is already there): every learner of every method carries one."
@@ -204,31 +227,6 @@ def history(learn:Learner) -> list:
 # %% ../nbs/12_method.ipynb #3e6edff4
 _TYPES = {'float': float, 'int': int, 'str': str, 'bool': bool}
 
-@dataclass(frozen=True)
-class Option:
-    "One setting of a method: default, one-line help, type, and optional choices / bounds."
-    name:str                 # Python keyword; the command-line flag is '--' + name with dashes
-    default:object = None    # the value when not given
-    help:str = ''            # one line, shown by `--help` and in the docs
-    type:type = None         # float, int, str or bool (None: a string, repeatable when `many`)
-    choices:tuple = None     # allowed values (None: any)
-    low:float = None         # smallest allowed value (None: no bound)
-    below:float = None       # values must be smaller than this (None: no bound)
-    many:bool = False        # a list, given by repeating the flag
-    @property
-    def flag(self) -> str: return '--' + self.name.replace('_', '-')
-
-    def check(self, value):
-        "`value` converted to the option's type and checked; a `DataError` naming the flag otherwise."
-        if value is None or self.many: return list(value) if self.many and value is not None else value
-        try: v = self.type(value) if self.type not in (None, bool) else value
-        except (TypeError, ValueError): raise DataError(f"{self.flag} {value!r}: give a {self.type.__name__}.") from None
-        if self.choices is not None and v not in self.choices:
-            raise DataError(f"{self.flag} {value!r}: use one of {', '.join(map(str, self.choices))}.")
-        if self.low is not None and not v >= self.low: raise DataError(f"{self.flag} {value}: give a value >= {self.low}.")
-        if self.below is not None and not v < self.below: raise DataError(f"{self.flag} {value}: give a value < {self.below}.")
-        return v
-
 def _type_of(p:inspect.Parameter):
     "The option type of a signature parameter: from its default, else from its annotation ('float|None' -> float)."
     if p.default is not None and type(p.default) in (float, int, str, bool): return type(p.default)
@@ -251,7 +249,7 @@ def learner_options(f:Callable, # a learner function whose parameters carry a de
     return tuple(opts)
 
 # %% ../nbs/12_method.ipynb #f1afd540
-CKPT_IGNORE = ('quiet', 'resume', 'out')   # settings that may change between an interrupted run and its --resume
+CKPT_IGNORE = tuple(k for k, o in RUN_SETTINGS.items() if o.control)   # how a run is carried out may change between an interrupted run and its --resume
 
 class KeepBest(SaveModelCallback):
     "fastai's `SaveModelCallback` keeping the weights of the best validation epoch in `FOLDER/models/FNAME.pth`, without loading them at the end: the model keeps its last weights."
@@ -313,6 +311,8 @@ class RunContext:
     learners:dict = field(default_factory=dict)   # stage name -> its trained Learner (filled as the stages run)
     best:dict = field(default_factory=dict)       # stage name -> its best validation epoch (`KeepBest.record`), for stages with a metric
 
+    def __post_init__(self): self.cfg = {**DEFAULTS, **self.cfg}   # a context built by hand (tests, scripts) gets the run defaults
+
     def learner_kwargs(self) -> dict:
         "The method's options that its learner function takes, at this run's values."
         params = inspect.signature(self.method.learner).parameters
@@ -351,14 +351,14 @@ class RunContext:
         names = [getattr(m, 'name', '') for m in learn.metrics]
         kb = KeepBest('fg_dice', f'{stage}_best', self.out, save=self.save_model if self.prep is not None else None) if 'fg_dice' in names and stage != 'pretrain' else None
         if kb is not None: cbs.append(kb)   # the best validation epoch's weights, beside the last ones
-        if cfg.get('precision', 'fp32') != 'fp32': cbs.append(DeviceMixedPrecision(cfg['precision']))
+        if cfg['precision'] != 'fp32': cbs.append(DeviceMixedPrecision(cfg['precision']))
         if cfg.get('resume') and file.exists():
             cbs.append(ResumeFrom(load_checkpoint(file, keep, ignore=CKPT_IGNORE), where=str(file)))
-        if cfg.get('opt', 'adam') == 'sgd': learn.opt_func = partial(SGD, mom=0.9, decouple_wd=False)   # SSL4MIS: momentum 0.9, L2 wd
-        if cfg.get('schedule', 'one_cycle') == 'poly':
+        if cfg['opt'] == 'sgd': learn.opt_func = partial(SGD, mom=0.9, decouple_wd=False)   # SSL4MIS: momentum 0.9, L2 wd
+        if cfg['schedule'] == 'poly':
             go = lambda: learn.fit(epochs, lr, cbs=cbs + [ParamScheduler({'lr': poly_decay(lr)})])
         else: go = lambda: learn.fit_one_cycle(epochs, lr, cbs=cbs)
-        with distrib_fit(learn, cfg.get('grad_sync', 'ddp')):   # data-parallel under torchrun; a plain fit otherwise
+        with distrib_fit(learn, cfg['grad_sync']):   # data-parallel under torchrun; a plain fit otherwise
             if cfg.get('quiet'):
                 with learn.no_bar(), learn.no_logging(): go()
             else: go()
@@ -369,20 +369,6 @@ def poly_decay(lr:float, # the learning rate of the first step
               ):
     "SSL4MIS's schedule as a fastai schedule function of the fraction `pos` of training done: lr * (1 - pos) ** power."
     return lambda pos: lr * (1 - pos) ** power
-
-def valid_cadence(iters:int, # optimiser steps of the stage
-                  valid_every:int|None=None, # validate every this many steps (must divide `iters`); None: about 10 validations
-                  n_valid:int=10, # validations per run when `valid_every` is None (the largest count <= it that divides `iters`)
-                 ) -> tuple:
-    "(epochs, steps per epoch) of a stage trained for exactly `iters` steps and validated every `valid_every` steps (at each epoch's end)."
-    if valid_every is None:
-        v = next(v for v in range(min(n_valid, iters), 0, -1) if iters % v == 0)
-        return v, iters // v
-    if iters % valid_every:
-        near = sorted({d for d in range(1, iters + 1) if iters % d == 0}, key=lambda d: abs(d - valid_every))[:2]
-        raise DataError(f"--valid-every {valid_every} does not divide --iters {iters}: the run would not end on a validation. "
-                        f"Use e.g. --valid-every {' or '.join(map(str, sorted(near)))}.")
-    return iters // valid_every, valid_every
 
 def supervised_steps(n_slices:int, bs:int, epochs:int) -> int:
     "Optimiser steps of `supervised_dls` training: it drops the incomplete last batch when there is more than one batch."
@@ -409,14 +395,16 @@ def two_stream_loaders(ctx:RunContext):
                          augment=train_augment(ctx), seed=cfg['seed'], device=ctx.device)
     dls = with_train_size(dls, ctx)
 
+    if cfg.get('iters'): return dls, 1, None   # sized by iterations (`RunContext.fit`): no epoch count to match
     steps = supervised_steps(len(dls.train.dataset.datasets[0]), cfg['bs'], cfg['epochs'])
     return dls, max(1, math.ceil(steps / len(dls.train))), steps
 
 def stage_record(learn:Learner, epochs:int, t0:float, **more) -> dict:
-    "A stage's entry in the result card: history, epochs (as fitted), optimiser steps, steps per epoch (the validation cadence), seconds, plus `more`."
+    "A stage's entry in the result card: history, epochs (as fitted), optimiser steps, steps per epoch (the validation cadence), seconds, plus `more` (None values left out)."
     epochs = getattr(learn, 'n_epoch', epochs)   # an iteration budget sets the epochs in `RunContext.fit`
     per = len(learn.dls.train)
-    return dict(history=history(learn), epochs=epochs, steps=epochs * per, valid_every=per, seconds=time.time() - t0, **more)
+    return dict(history=history(learn), epochs=epochs, steps=epochs * per, valid_every=per, seconds=time.time() - t0,
+                **{k: v for k, v in more.items() if v is not None})
 
 # %% ../nbs/12_method.ipynb #391ecba5
 @dataclass(frozen=True)

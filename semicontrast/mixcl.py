@@ -12,6 +12,7 @@ from torch import nn
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
+from .settings import DEFAULTS
 from .core import DataError, IGNORE_INDEX, fingerprint
 from .data import load_dataset
 from .models import UNet, EncoderDecoder
@@ -21,7 +22,6 @@ from .losses import label_contrast_floor, reconstruction_loss, nt_xent, label_co
 from .distributed import GATHER   # keys from every process under torchrun
 from .loaders import Preprocess, pooled_dls, PoolSource, CT_WINDOW
 from .callbacks import LossTerms, zero_loss, _unwrap, batch_to_show
-from .viz import panel_row
 from .supervised import finetune_learner, finetune_stage
 from .method import SegLearner, with_guard, channels_of, check_stage, stage_record, learner_options, Option, Stage, Method, register
 
@@ -174,6 +174,7 @@ class MixCLPretrain(LossTerms):
         if self.w['recon'] > 0:
             xt, mask = corrupt(x, generator=torch.Generator().manual_seed(seed + 1), **self.corrupt_kw)
             rows += [('corrupted input', xt[b], None), (f'corrupted: {float(mask[b].float().mean()):.0%}', x[b], mask[b].long())]
+        from semicontrast.viz import panel_row   # plotting is loaded only to draw, never to train
         return panel_row(rows, title=f'{type(self).__name__}: item {b} of the batch (terms: {", ".join(k for k, w in self.w.items() if w > 0)})')
 
 # %% ../nbs/16_mixcl.ipynb #c79d7566
@@ -182,7 +183,7 @@ def mixcl_learner(dls:DataLoaders, # pretrain: `pooled_dls(...)`; finetune: `sup
                   stage:str='pretrain', # 'pretrain' or 'finetune'
                   model=None, # pretrain: the encoder-decoder to pre-train (a `UNet`, or `models.FeatureUNet` around your own encoder; None: a new UNet); finetune: the network to train when `pretrained` is None
                   pretrained=None, # finetune: the stage-1 Learner, its MixCLNet, or a UNet (None: from scratch)
-                  in_ch:int=None, base:int=16, depth:int=4, # a new U-Net (pretrain, or finetune from scratch)
+                  in_ch:int=None, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # a new U-Net (pretrain, or finetune from scratch)
                   # stage 1
                   identity_weight:float=1.0, # weight of the identity (NT-Xent) term [D]
                   label_weight:float=1.0, # weight of the pixel-label (SupCon) term [D]; 0 = off
@@ -194,10 +195,11 @@ def mixcl_learner(dls:DataLoaders, # pretrain: `pooled_dls(...)`; finetune: `sup
                   patch:int=8, noise:float=0.1, recon_kind:str='l1', recon_masked_only:bool=False, # corruption and its score [D]
                   d_out:int=128, global_hidden:int=512, views=None, # heads and views
                   # both
-                  loss_func:nn.Module=None, opt_func=Adam, lr:float=1e-3, wd:float=1e-4, metrics=None, cbs=None, path='.',
+                  loss_func:nn.Module=None, opt_func=Adam, lr:float|None=None, wd:float=1e-4, metrics=None, cbs=None, path='.',
                  ) -> Learner:
     "The fastai `Learner` of MixCL pre-training (`stage='pretrain'`) or of fine-tuning the pre-trained U-Net (`stage='finetune'`)."
     check_stage(stage)
+    if lr is None: lr = DEFAULTS['pretrain_lr' if stage == 'pretrain' else 'lr']   # the run's default learning rate of that stage
     if in_ch is None: in_ch = channels_of(dls)
     if stage == 'pretrain':
         cb = MixCLPretrain(identity_weight=identity_weight, label_weight=label_weight, recon_weight=recon_weight, views=views,
@@ -246,8 +248,8 @@ def _pretrain(ctx):
                              pool=pool)
 
 _OPTIONS = learner_options(mixcl_learner, 'label_weight', 'recon_weight', 'temperature', 'label_temperature', 'max_per_class',
-                           'mask_ratio', label_weight=dict(low=0), recon_weight=dict(low=0), temperature=dict(low=1e-6),
-                           label_temperature=dict(low=1e-6), max_per_class=dict(low=1), mask_ratio=dict(low=0)) + (
+                           'mask_ratio', label_weight=dict(low=0), recon_weight=dict(low=0), temperature=dict(above=0),
+                           label_temperature=dict(above=0), max_per_class=dict(low=1), mask_ratio=dict(low=0, below=1)) + (
     Option('pool', None, 'another dataset (name or path) for the pre-training pool, with its own label space; repeat for more',
            many=True),)
 _STAGES = (Stage('pretrain', _pretrain, epochs='pretrain_epochs'), Stage('finetune', finetune_stage))

@@ -12,6 +12,7 @@ from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 
 from .core import IGNORE_INDEX
+from .settings import DEFAULTS
 from .models import (Encoder, Decoder, init_weights, unet_widths, split_groups, FeaturePerturbation, FEATURE_PERTURBATIONS,
                                  register_architecture, check_feature_encoder, describe)
 import copy
@@ -221,7 +222,7 @@ def _patch_grid_for(dls, depth:int, grid) -> tuple:
 
 def mscs_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabelled items in each training batch
                  n_classes:int, # classes including background
-                 in_ch:int=None, base:int=16, depth:int=4, # the U-Net(s)
+                 in_ch:int=None, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # the U-Net(s)
                  shared_encoder:bool=True, # one encoder + two decoders (False: two whole U-Nets, as CPS) [D]
                  ups=('transpose', 'bilinear'), # up-sampling of decoder a and decoder b
                  feature_perturb:str='noise', # stream b's bottleneck perturbation: 'noise', 'dropout' or 'none' [D]
@@ -238,7 +239,7 @@ def mscs_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabel
                  max_per_class:int=256, # pixels per class and stream in the pixel contrast [D]
                  split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training [D]
                  encoder=None, # a feature encoder instead of a new U-Net encoder (`models.check_feature_encoder`, e.g. `BasicUNetEncoder`)
-                 loss_func:nn.Module=None, opt_func=Adam, lr:float=1e-3, wd:float=1e-4, metrics=None, cbs=None, path='.',
+                 loss_func:nn.Module=None, opt_func=Adam, lr:float=DEFAULTS['lr'], wd:float=1e-4, metrics=None, cbs=None, path='.',
                 ) -> Learner:
     "The fastai `Learner` of MSCS: two perturbed streams, cross-supervision, patch InfoNCE and pixel SupCon."
     check_classes(n_classes, 'mscs_learner')
@@ -271,7 +272,7 @@ def _train(ctx):
 _OPTIONS = learner_options(mscs_learner, 'cps_weight', 'patch_weight', 'pixel_weight', 'threshold', 'max_per_class',
                            'feature_perturb', 'shared_encoder', 'split_bn',
                            cps_weight=dict(low=0), patch_weight=dict(low=0), pixel_weight=dict(low=0), max_per_class=dict(low=1),
-                           feature_perturb=dict(choices=FEATURE_PERTURBATIONS))
+                           threshold=dict(low=0, high=1), feature_perturb=dict(choices=FEATURE_PERTURBATIONS))
 MSCS = register(Method('mscs', 'MSCS: perturbed streams, cross-supervision, patch-level InfoNCE and pixel-level SupCon',
                        stages=(Stage('train', _train),), options=_OPTIONS, needs_unlabelled=True, learner=mscs_learner))
 CPS = register(Method('cps', 'MSCS without its contrastive terms: cross-supervision between the perturbed streams alone',

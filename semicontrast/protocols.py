@@ -8,14 +8,14 @@ import importlib.resources, json
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import DataError
+from .settings import PRESETTABLE
 
 # %% auto #0
 __all__ = ['PRESET_DIR', 'SETTINGS', 'Protocol', 'load_protocols', 'get_protocol', 'apply_protocol']
 
 # %% ../nbs/10b_protocols.ipynb #993ac60a
 PRESET_DIR = Path(str(importlib.resources.files('semicontrast')))/'presets'   # the JSON files shipped with the package
-SETTINGS = ('labeled', 'unlabeled', 'valid', 'test', 'epochs', 'pretrain_epochs', 'iters', 'pretrain_iters', 'valid_every', 'bs',
-            'lr', 'opt', 'schedule', 'input_size', 'test_on', 'augment', 'base', 'depth', 'window', 'spacing')   # run_experiment's
+SETTINGS = PRESETTABLE   # the run settings a protocol may set (`settings.RUN_SETTINGS`, run controls excluded)
 
 @dataclass(frozen=True)
 class Protocol:
@@ -72,24 +72,24 @@ def get_protocol(name:str, folder=PRESET_DIR) -> Protocol:
     return ps[name]
 
 # %% ../nbs/10b_protocols.ipynb #7d39b478
+_BUDGETS = {'epochs': ('iters', 'valid_every'), 'iters': ('epochs',), 'pretrain_epochs': ('pretrain_iters',), 'pretrain_iters': ('pretrain_epochs',)}
+
 def apply_protocol(p:Protocol, # the protocol
                    method:str, # the method being run
-                   args:dict, # run_experiment's arguments as given
-                   defaults:dict, # run_experiment's defaults (a value equal to its default counts as not given)
+                   given:dict, # the settings the user stated (nothing else: "not given" is absent, never "equal to the default")
                   ) -> tuple:
-    "(the arguments with the protocol applied, the record for the result card)."
+    "(the protocol's values for the settings the user did not state, the record for the result card)."
     if p.methods and method not in p.methods:
         raise DataError(f"--protocol {p.name} is a protocol of {', '.join(p.methods)}, not {method}; run one of those, or see "
                         "`semicontrast protocols` for one that fits.")
-    if p.data.get('format') and args.get('data') == defaults.get('data'):
+    if p.data.get('format') and 'data' not in given:
         raise DataError(f"--protocol {p.name} runs on {p.data.get('needs', 'its own data')}: give its path with --data.")
-    settings = dict(p.settings, **(p.smoke if args.get('smoke') else {}))
-    out, overridden = dict(args), []
-    if out.get('fmt') is None and p.data.get('format'): out['fmt'] = p.data['format']
-    if out.get('split_file') is None and p.data.get('split') == 'lists': out['split_file'] = 'lists'
-    for k, v in settings.items():
-        if out.get(k) == defaults.get(k) or out.get(k) is None: out[k] = v
-        elif out[k] != v: overridden.append(k)
+    settings = dict(p.settings, **(p.smoke if given.get('smoke') else {}))
+    if p.data.get('format'): settings = dict(fmt=p.data['format'], **settings)
+    if p.data.get('split') == 'lists': settings = dict(split_file='lists', **settings)
+    dropped = {d for k in given for d in _BUDGETS.get(k, ())}   # the user sized a stage another way
+    values = {k: v for k, v in settings.items() if k not in given and k not in dropped}
+    overridden = [k for k in settings if k not in values]
     record = dict(name=p.name, summary=p.summary, settings=settings, sources=p.sources, overridden=overridden,
-                  data=p.data, smoke=bool(args.get('smoke')))
-    return out, record
+                  data=p.data, smoke=bool(given.get('smoke')))
+    return values, record

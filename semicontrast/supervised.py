@@ -10,6 +10,7 @@ from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 from .core import DataError
+from .settings import DEFAULTS
 from .models import UNet, EncoderDecoder, init_weights
 from .losses import DiceCELoss
 from .loaders import supervised_dls
@@ -22,14 +23,14 @@ __all__ = ['SUPERVISED', 'supervised_learner', 'as_unet', 'finetune_learner', 'f
 def supervised_learner(dls:DataLoaders, # `supervised_dls(...)` (or any loaders giving `(x, y)` slice batches)
                        n_classes:int, # number of classes including background
                        in_ch:int=None, # input channels (default: read from one batch)
-                       base:int=16, # width of the first U-Net level (16: SSL4MIS, 48: PCL)
-                       depth:int=4, # number of down-sampling steps
+                       base:int=DEFAULTS['base'], # width of the first U-Net level (16: SSL4MIS, 48: PCL)
+                       depth:int=DEFAULTS['depth'], # number of down-sampling steps
                        up:str='transpose', # decoder up-sampling: 'transpose' or 'bilinear'
                        dropout=None, # encoder dropout per level (None: the UNet default)
                        model:nn.Module=None, # use this model instead of building a UNet
                        loss_func:nn.Module=None, # default `DiceCELoss()`
                        opt_func=Adam, # fastai optimiser function
-                       lr:float=1e-3, # default learning rate for `fit_one_cycle`
+                       lr:float=DEFAULTS['lr'], # default learning rate for `fit_one_cycle` (the run setting `lr`)
                        wd:float=1e-4, # weight decay
                        metrics=None, # default `[ForegroundDice(n_classes)]`
                        cbs=None, # extra fastai callbacks

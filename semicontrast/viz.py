@@ -21,7 +21,7 @@ __all__ = ['class_color', 'label_colorscale', 'slice_viewer', 'case_gallery', 'o
            'results_table', 'superpixel_boundaries', 'superpixel_explorer', 'superpixel_rgb', 'superpixel_widget',
            'region_samples', 'region_classes', 'region_embeddings', 'perturbation_panel', 'stream_disagreement',
            'disagreement_explorer', 'disagreement_curve', 'grid_points', 'class_scatter', 'volume_boxplot',
-           'prediction_row', 'panel_grid', 'panel_row']
+           'prediction_row', 'panel_grid', 'panel_row', 'batch_grid']
 
 # %% ../nbs/09_viz.ipynb #fb1cae09
 _PALETTE = ['#e69f00', '#56b4e9', '#009e73', '#f0e442', '#0072b2', '#d55e00', '#cc79a7', '#999999',
@@ -1286,12 +1286,11 @@ def panel_row(panels:list, # [(title, (H,W) or (C,H,W) image, (H,W) class map or
 
 
 # %% ../nbs/09_viz.ipynb #c55d3f24
-@patch
-def show_batch(self:SegDataLoaders, b=None, # a batch (x, y, ...) to draw; default: the loader's first batch
+def batch_grid(self:SegDataLoaders, b=None, # a batch (x, y, ...) to draw; default: the loader's first batch
                max_n:int=8, # items drawn
                train:bool=True, # draw a training batch (augmented, labelled then unlabelled items) or a validation batch
                ncols:int=4):
-    "fastai's `show_batch` for slice loaders: each item with its label blended in (an unlabelled item: the image alone)."
+    "The figure of fastai's `dls.show_batch()` for slice loaders (`method` attaches it, importing this module on first use): each item with its label blended in (an unlabelled item: the image alone)."
     x, y = (b if b is not None else (self.train if train else self.valid).one_batch())[:2]
     x, y = _np(x)[:max_n], _np(y)[:max_n]
     if not len(x): raise DataError("show_batch: the batch is empty (an empty validation set?); draw the training batch with train=True.")

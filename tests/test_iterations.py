@@ -62,7 +62,7 @@ def test_iteration_blocks_are_longer_than_a_pass(tmp_path):
     (['--iters', '100', '--valid-every', '30'], '--valid-every 30 does not divide --iters 100'),
     (['--valid-every', '10'], 'give it with --iters'),
     (['--iters', '10', '--epochs', '3'], '--epochs and --iters both size the same stage'),
-    (['--iters', '0'], 'at least one optimiser step'),
+    (['--iters', '0'], '--iters 0: give a whole number of 1 or more'),
 ])
 def test_bad_budgets_are_refused_in_one_line(tmp_path, capsys, argv, says):
     rc = main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(tmp_path/'r')] + argv)

@@ -40,7 +40,7 @@ def test_every_protocol_runs_in_its_smoke_variant(tmp_path, name, capsys):
     for k in ('iters', 'valid_every', 'bs', 'base'):
         if k in smoke: assert card['config'][k] == smoke[k], k
     assert card['stages'][list(card['stages'])[-1]]['steps'] == smoke['iters']
-    assert card['arguments']['fmt'] == p.data['format']                     # the protocol's reader
+    assert card['config']['fmt'] == p.data['format'] and 'fmt' not in card['arguments']   # the protocol's reader, not the user's
     if p.data.get('split') == 'lists': assert 'train.list' in card['config']['split_convention']
 
 

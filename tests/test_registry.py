@@ -7,7 +7,7 @@
 - No module imports a module above it in the layering of the design (data -> blocks -> training glue -> methods ->
   front), so there is no import cycle either.
 """
-import ast, contextlib, inspect, io
+import argparse, ast, contextlib, inspect, io
 from pathlib import Path
 import pytest
 
@@ -41,7 +41,8 @@ def _drifts(m, parser_actions:dict, ctors) -> list:
             bad.append(f"registry {o.name}={o.default!r} but {m.learner.__name__} says {sig[o.name].default!r}")
         if o.name in m.fixed:
             if o.name in parser_actions: bad.append(f"the fixed option {o.flag} can be set on the command line")
-        elif parser_actions[o.name].default is not None: bad.append(f"the parser re-defines the default of {o.flag}")
+        elif parser_actions[o.name].default not in (None, argparse.SUPPRESS):   # SUPPRESS: absent unless typed ('not given')
+            bad.append(f"the parser re-defines the default of {o.flag}")
         for ctor in ctors:
             p = inspect.signature(ctor).parameters.get(o.name)
             if p is not None and p.default is not inspect.Parameter.empty and p.default != o.default:
@@ -86,10 +87,10 @@ def test_help_lists_the_methods_own_options(name):
 
 METHOD_MODULES = {m.stages[0].run.__module__.rsplit('.', 1)[-1] for m in METHODS.values()} - {'supervised'}
 LAYERS = [
-    {'core'}, {'data', 'splits', 'augment', 'protocols'}, {'loaders'}, {'superpixels'}, {'models', 'losses', 'metrics', 'viz'}, {'heads'},
-    {'distributed'}, {'callbacks', 'checkpoint'}, {'method'}, {'supervised'},
+    {'core'}, {'settings'}, {'data', 'splits', 'augment', 'protocols'}, {'loaders'}, {'superpixels'}, {'models', 'losses', 'metrics', 'viz'},
+    {'heads'}, {'distributed'}, {'callbacks', 'checkpoint'}, {'method'}, {'supervised'},
     METHOD_MODULES,   # every module that registers a method (found through the registry); each draws with viz (`show`)
-    {'inference'}, {'learner'}, {'report'}, {'cli'},
+    {'learner'}, {'inference'}, {'report'}, {'runs'}, {'experiment'}, {'cli'},
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
