@@ -9,13 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 from fastai.callback.core import Callback
+from fastai.learner import Metric
 from .core import IGNORE_INDEX, class_map
 from .losses import cross_pseudo_loss, sigmoid_rampup
 
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss',
-           'NonFiniteLoss', 'FiniteLoss', 'DeviceMixedPrecision']
+           'NonFiniteLoss', 'FiniteLoss', 'DeviceMixedPrecision', 'poly_decay', 'ForegroundDice']
 
 # %% ../nbs/06_callbacks.ipynb #3b4e969f
 class LossTerms(Callback):
@@ -192,7 +193,7 @@ class TwoStreamConsistency(LossTerms):
         if xb is not None: rows.append(('stream b input (strong)', xb[b], None))
         rows += [("a's pseudo-label (b's target)", xa[b], pa), ("b's pseudo-label (a's target)", xa[b], pb),
                  (f'disagree: {float((pa != pb).float().mean()):.1%} of pixels', xa[b], (pa != pb).long())]
-        from semicontrast.viz import panel_row   # plotting is loaded only to draw, never to train
+        from semicontrast.viz.core import panel_row   # plotting is loaded only to draw, never to train
         return panel_row(rows, title=f'{type(self).__name__}: item {b} of the batch, {"labelled" if labelled else "unlabelled"}')
 
 # %% ../nbs/06_callbacks.ipynb #9c3df157
@@ -274,3 +275,71 @@ class DeviceMixedPrecision(MixedPrecision):
             raise ValueError("this GPU does not support bf16; use precision='fp16' or 'fp32'.")
         self.kwargs['enabled'] = dtype == torch.float16   # bf16 has fp32's range: no loss scaling
         self.autocast, self.learn.scaler, self.scales = torch.autocast(dev, dtype=dtype), torch.amp.GradScaler(dev, **self.kwargs), L()
+
+# %% ../nbs/06_callbacks.ipynb #9f380705
+def poly_decay(lr:float, # the learning rate of the first step
+               power:float=0.9, # SSL4MIS's exponent
+              ):
+    "SSL4MIS's schedule as a fastai schedule function of the fraction `pos` of training done: lr * (1 - pos) ** power."
+    return lambda pos: lr * (1 - pos) ** power
+
+
+# %% ../nbs/06_callbacks.ipynb #f3da66fa
+class ForegroundDice(Metric):
+    "Validation Dice of the foreground classes: per patient volume, averaged over classes then volumes (SSL4MIS's validation), or pooled over all pixels."
+    def __init__(self, n_classes:int, ignore_index:int=IGNORE_INDEX, name:str='fg_dice',
+                 per_volume:bool=True, # one Dice per validation volume (the cases of `SliceDataset.index`), then their mean; False: pooled
+                ):
+        self.n_classes, self.ignore_index, self._name, self.per_volume = n_classes, ignore_index, name, bool(per_volume)
+        self.reset()
+    def reset(self):
+        self.counts, self.seen = {}, 0   # case id (None: pooled) -> [intersections, sums] per class (float64)
+
+    def _cases(self, dl, n:int):
+        "The case id of each of the next `n` validation items: from the dataset's `index` when the loader keeps its order, else None."
+        start, self.seen = self.seen, self.seen + n
+        index = getattr(getattr(dl, 'dataset', None), 'index', None)
+        if not self.per_volume or index is None or getattr(dl, 'shuffle', False): return None
+        return [index[i][0] for i in range(start, min(start + n, len(index)))]
+
+    def accumulate(self, learn):
+        pred = learn.pred[0] if isinstance(learn.pred, (tuple, list)) else learn.pred
+        y = learn.yb[0]
+        cases = self._cases(learn.dl, len(y))
+        self.update(class_map(pred), y, cases if cases is not None and len(cases) == len(y) else None)
+
+    def update(self, pred:torch.Tensor, target:torch.Tensor, cases=None):
+        "Add a batch of hard predictions `pred` and targets `target`, both (B,H,W) integer tensors; `cases`: the case id of each item (None: pooled)."
+        valid = target != self.ignore_index
+        inter = torch.zeros(len(target), self.n_classes, dtype=torch.float64)
+        total = torch.zeros_like(inter)
+        for c in range(1, self.n_classes):
+            p, t = ((pred == c) & valid).flatten(1), ((target == c) & valid).flatten(1)
+            inter[:, c] = (p & t).sum(1).double().cpu(); total[:, c] = (p.sum(1) + t.sum(1)).double().cpu()
+        keys = [None] * len(target) if cases is None else list(cases)
+        for k in dict.fromkeys(keys):
+            m = torch.tensor([kk == k for kk in keys])
+            acc = self.counts.setdefault(k, [torch.zeros(self.n_classes, dtype=torch.float64) for _ in range(2)])
+            acc[0] += inter[m].sum(0); acc[1] += total[m].sum(0)
+
+    @property
+    def per_class(self) -> list:
+        "Dice of each foreground class pooled over every validation pixel (NaN for a class absent from both prediction and target)."
+        inter = sum((a[0] for a in self.counts.values()), torch.zeros(self.n_classes, dtype=torch.float64))
+        total = sum((a[1] for a in self.counts.values()), torch.zeros(self.n_classes, dtype=torch.float64))
+        return [(2 * inter[c] / total[c]).item() if total[c] > 0 else float('nan') for c in range(1, self.n_classes)]
+
+    @property
+    def per_volume_dice(self) -> dict:
+        "{case id: [Dice of each foreground class]} over that volume's slices (absent from both: 1; from one: 0)."
+        return {k: [(2 * i[c] / t[c]).item() if t[c] > 0 else 1.0 for c in range(1, self.n_classes)]
+                for k, (i, t) in self.counts.items() if k is not None}
+
+    @property
+    def value(self):
+        vols = self.per_volume_dice if self.per_volume else {}
+        if vols: return float(np.mean([np.mean(v) for v in vols.values()]))
+        vals = [v for v in self.per_class if not math.isnan(v)]
+        return float(np.mean(vals)) if vals else float('nan')
+    @property
+    def name(self): return self._name

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelEpochException
+from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from .core import DataError, load_torch_dict, atomic_write
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'rng_objects', 'training_state', 'check_model_state', 'load_training_state', 'save_checkpoint',
-           'load_checkpoint', 'Checkpoint', 'ResumeFrom']
+           'load_checkpoint', 'Checkpoint', 'ResumeFrom', 'KeepBest']
 
 # %% ../nbs/08a_checkpoint.ipynb #ef7d3b51
 def _plain_value(v):
@@ -160,3 +161,52 @@ class ResumeFrom(Callback):
     def after_fit(self):
         if self.learn.epoch < self.learn._resume_epoch: self.learn.recorder.values = [list(v) for v in self.state['recorder']]
         self.learn._resume_epoch = -1
+
+# %% ../nbs/08a_checkpoint.ipynb #ae1c832f
+class KeepBest(SaveModelCallback):
+    "fastai's `SaveModelCallback` keeping the weights of the best validation epoch in `FOLDER/models/FNAME.pth`, without loading them at the end: the model keeps its last weights."
+    def __init__(self, monitor:str='fg_dice', # a metric (higher is better) or a loss (lower is better) of the recorder
+                 fname:str='best', # file name under `folder/models`
+                 folder='.', # the run's folder (the file is published with the run)
+                 save=None): # save(model, path, state_dict): writes the file (`RunContext.save_model`: a self-describing model file); None: a bare state_dict
+        super().__init__(monitor=monitor, fname=fname)
+        self.best_epoch, self.folder, self.save = None, Path(folder), save
+
+    @property
+    def file(self) -> str: return f'models/{self.fname}.pth'   # relative to `folder`, as the card records it
+
+    def _write(self, weights:dict):
+        if self.save is not None: self.save(self.learn.model, self.folder/self.file, weights)
+        else: atomic_write(self.folder/self.file, lambda t: torch.save(weights, t))
+
+    def _save(self, name): self._write({k: v.detach().cpu() for k, v in self.learn.model.state_dict().items()})
+
+    def before_fit(self):
+        super().before_fit()
+        self.best_epoch, self._weights = None, None
+
+    def after_epoch(self):
+        if self.learn.epoch < getattr(self.learn, '_resume_epoch', -1): return   # an epoch a resumed run skips (its best is restored)
+        TrackerCallback.after_epoch(self)   # the comparison only: no message, no reload
+        if self.new_best:
+            self._save(self.fname); self.best_epoch = int(self.epoch)
+            self._weights = {k: v.detach().cpu().clone() for k, v in self.learn.model.state_dict().items()}   # for checkpoints
+
+    def after_fit(self):
+        TrackerCallback.after_fit(self)
+        self.steps_per_epoch = len(self.learn.dls.train)   # for `record`, once detached
+
+    def ckpt_state(self) -> dict:
+        "The best value, its epoch and its weights: a resumed run writes them again into its own models/ folder."
+        return {'best': float(self.best), 'best_epoch': self.best_epoch, 'weights': getattr(self, '_weights', None)}
+
+    def load_ckpt_state(self, state:dict):
+        self.best, self.best_epoch, self._weights = state['best'], state['best_epoch'], state.get('weights')
+        if self._weights is not None: self._write(self._weights)
+
+    def record(self) -> dict:
+        "The best epoch for the result card, after the fit: its file, epoch, optimiser step and monitored value (None without one)."
+        if self.best_epoch is None: return None
+        return dict(file=self.file, epoch=self.best_epoch,
+                    step=(self.best_epoch + 1) * self.steps_per_epoch, **{self.monitor: float(self.best)})
+

@@ -197,7 +197,7 @@ def _run_in(ctx:RunContext, cases, split, command, t0, t_load, arguments, resume
 
 def _case_figures(test_cases, per_case, model, prep, info, device):
     "Slice viewers of the worst and the best test volume (ranked by the mean Dice already computed), for the report."
-    from semicontrast.viz import slice_viewer
+    from semicontrast.viz.volumes import slice_viewer
     from semicontrast.metrics import predict_volume
     score = {cid: float(np.mean([m['dice'] for m in per_class.values()])) for cid, per_class in per_case.items()}
     ranked = sorted(test_cases, key=lambda c: score[c.id])

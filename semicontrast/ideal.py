@@ -17,11 +17,12 @@ from .settings import DEFAULTS
 from .augment import TwoViews, correspondence, align
 from .models import Encoder, TwoStreamUNet, unet_widths, init_weights, load_encoder, save_encoder, check_feature_encoder
 from .heads import EncoderWithHead, dense_head_for
-from .losses import DiceCELoss, DenseInfoNCE, info_nce
+from .losses import DiceCELoss, DenseInfoNCE, info_nce, TAU
 from .distributed import GATHER   # keys from every process under torchrun; this batch's in one process
 from .callbacks import EMAUpdate, TwoStreamConsistency, zero_loss, _unwrap, batch_to_show
 from .loaders import pretrain_dls
-from .method import (SegLearner, ForegroundDice, with_guard, channels_of, check_classes, check_stage, two_stream_loaders, stage_record, learner_options, Stage, Method, register)
+from .callbacks import ForegroundDice
+from .method import (SegLearner, with_guard, channels_of, check_classes, check_stage, two_stream_loaders, stage_record, learner_options, Stage, Method, register)
 
 # %% auto #0
 __all__ = ['IDEAL', 'DenseContrastivePretrain', 'pretrain_learner', 'ideal_learner']
@@ -31,7 +32,7 @@ class DenseContrastivePretrain(Callback):
     "Stage-1 dense contrastive pre-training of an `EncoderWithHead`: q = model(view 1), k = key branch(view 2), dense InfoNCE on aligned grids."
     order = 5
     def __init__(self, views:TwoViews|None=None, # view maker (default `TwoViews()`: affine + photometric)
-                 temperature:float=0.1, # InfoNCE temperature tau
+                 temperature:float=TAU, # InfoNCE temperature tau
                  max_anchors:int|None=None, # sample this many anchors per batch (None: all valid locations)
                  global_weight:float=0.0, # 1 - lambda: weight of the global InfoNCE term (DenseCL: 0.5)
                  momentum:float|None=0.99, # m of the EMA key copy [R: MoCo-style key branch]; None: key branch = the query model (detached)
@@ -116,7 +117,7 @@ class DenseContrastivePretrain(Callback):
         v = views(x)
         hw = tuple(v['v1'].shape[-2:])
         _, valid = correspondence(v['theta1'], v['theta2'], hw, feat_hw=hw)   # at pixel resolution, for the picture
-        from semicontrast.viz import panel_row   # plotting is loaded only to draw, never to train
+        from semicontrast.viz.core import panel_row   # plotting is loaded only to draw, never to train
         return panel_row([('slice', x[b], None), ('view 1 (queries)', v['v1'][b], None), ('view 2 (keys)', v['v2'][b], None),
                           (f'view 1 also in view 2: {float(valid[b].float().mean()):.0%}', v['v1'][b], valid[b].long())],
                          title=f'{type(self).__name__}: item {b} of the batch')
@@ -125,7 +126,7 @@ def pretrain_learner(dls, # fastai `DataLoaders` of slice batches (targets, if a
                      encoder:Encoder|None=None, # an `Encoder` to pre-train (None: a new U-Net encoder)
                      in_ch:int=1, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # the new encoder (ignored when `encoder` is given)
                      d_out:int=128, n_layers:int=2, pool_to=None, # the dense head (see `dense_head_for`)
-                     temperature:float=0.1, # InfoNCE temperature
+                     temperature:float=TAU, # InfoNCE temperature
                      momentum:float|None=0.99, # m of the EMA key copy updated by `EMAUpdate`; None: shared key branch
                      lr:float=DEFAULTS['pretrain_lr'], # Adam learning rate (the run setting `pretrain_lr`)
                      views:TwoViews|None=None, # view maker (default `TwoViews()`)
@@ -163,7 +164,7 @@ def ideal_learner(dls:DataLoaders, # stage 1: `pretrain_dls(...)`; stage 2: `two
                   encoder=None, # an `Encoder`, a `save_encoder` file, or a stage-1 Learner; None: a new encoder
                   in_ch:int=None, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # a new encoder (ignored when `encoder` is given)
                   # stage 1 (dense contrastive pre-training)
-                  temperature:float=0.1, # tau of the dense InfoNCE [R: PCL and Chaitanya et al. use 0.1]
+                  temperature:float=TAU, # tau of the dense InfoNCE [R: PCL and Chaitanya et al. use 0.1]
                   d_out:int=128, n_layers:int=2, pool_to=None, # the dense 1x1-conv head (see `dense_head_for`)
                   momentum:float|None=0.99, # m of the EMA key branch [R]; None: the key branch is the query network
                   global_weight:float=0.0, # 1 - lambda: weight of an extra global InfoNCE term [R: DenseCL 0.5]

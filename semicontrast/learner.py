@@ -6,7 +6,8 @@
 __all__ = []
 
 # %% ../nbs/08_learner.ipynb #46ff03e8
-from .method import ForegroundDice, history, METHODS
+from .callbacks import ForegroundDice
+from .method import history, METHODS
 from .supervised import *
 from .ideal import *
 from .mscs import *

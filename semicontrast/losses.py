@@ -9,8 +9,10 @@ from torch import nn
 import torch.nn.functional as F
 from .core import IGNORE_INDEX, class_map
 
+TAU = 0.1   # tau: the default temperature of every contrastive loss and method here (each parameter says where its value comes from)
+
 # %% auto #0
-__all__ = ['LOCAL', 'Keys', 'soft_dice_loss', 'DiceCELoss', 'fp32_logits', 'DenseInfoNCE', 'info_nce', 'cross_pseudo_loss',
+__all__ = ['TAU', 'LOCAL', 'Keys', 'soft_dice_loss', 'DiceCELoss', 'fp32_logits', 'DenseInfoNCE', 'info_nce', 'cross_pseudo_loss',
            'sigmoid_rampup', 'sample_regions', 'pool_regions', 'RegionInfoNCE', 'MoCoQueue', 'moco_loss',
            'patch_info_nce', 'contrast_labels', 'sample_class_pixels', 'supcon_loss', 'pixel_contrast_loss', 'nt_xent',
            'label_contrast_loss', 'supcon_floor', 'label_contrast_floor', 'reconstruction_loss']
@@ -199,7 +201,7 @@ def _flat_locations(x):
 
 class DenseInfoNCE(nn.Module):
     "Dense InfoNCE between aligned maps q, k (B,D,H,W): positive = same location, negatives = all other valid locations of the batch; chunked, never N x N."
-    def __init__(self, temperature:float=0.1, # softmax temperature tau
+    def __init__(self, temperature:float=TAU, # softmax temperature tau
                  max_anchors:int|None=None, # None: every valid location is an anchor (exact); int: sample that many per call (per process)
                  chunk_size:int=4096, # anchors/keys per block; peak extra memory ~ chunk_size**2 floats
                  keys:Keys=LOCAL, # where the keys come from (`LOCAL`: this batch; `distributed.GATHER`: every process)
@@ -249,7 +251,7 @@ class DenseInfoNCE(nn.Module):
 @fp32_logits
 def info_nce(q, # (B, D) query vectors (normalised inside)
              k, # (B, D) key vectors; row b is the positive of q row b
-             temperature:float=0.1, # softmax temperature tau
+             temperature:float=TAU, # softmax temperature tau
              keys:Keys=LOCAL, # where the keys come from (`LOCAL`: this batch; `distributed.GATHER`: every process)
             ) -> torch.Tensor:
     "Global InfoNCE: cross-entropy of normalised q @ k.T / temperature against each query's own key (fp32 scalar)."
@@ -384,7 +386,7 @@ def pool_regions(emb, # (B,D,h,w) dense embeddings of one view
 # %% ../nbs/04_losses.ipynb #6d6003bd
 class RegionInfoNCE(nn.Module):
     "LRC's region contrastive loss: region k of one view against the same region of the other view; negatives = other regions (both views)."
-    def __init__(self, temperature:float=0.1, # tau [R: methods notes §4.3, 0.1-0.2]
+    def __init__(self, temperature:float=TAU, # tau [R: methods notes §4.3, 0.1-0.2]
                  cross_image:bool=False, # also use the regions of the other images in the batch as negatives
                  symmetric:bool=True, # anchors from both views (False: view 1 only)
                 ):
@@ -477,7 +479,7 @@ def moco_loss(q, # (B,D) queries (normalised inside)
 @fp32_logits
 def patch_info_nce(za, # (B,D,g_h,g_w) patch embeddings of stream a (normalised inside)
                    zb, # (B,D,g_h,g_w) the same patches in stream b
-                   temperature:float=0.1, # tau [D: methods notes §2.3]
+                   temperature:float=TAU, # tau [D: methods notes §2.3]
                    symmetric:bool=True, # average the a->b and b->a directions
                    keys:Keys=LOCAL, # where the other stream's patches come from (`distributed.GATHER`: every process)
                   ) -> torch.Tensor:
@@ -530,7 +532,7 @@ def sample_class_pixels(labels, # (B,H,W) (or any shape) class ids; `ignore_inde
 @fp32_logits
 def supcon_loss(z, # (n,D) embeddings (normalised inside)
                 labels, # (n,) class ids; same class (and same group) = positive
-                temperature:float=0.1, # tau [R: SupCon uses 0.07-0.1]
+                temperature:float=TAU, # tau [R: SupCon uses 0.07-0.1]
                 groups=None, # (n,) group ids (e.g. the label space of each sample), or None: one group. Only samples of the same group are compared, as positives or negatives
                 keys:Keys=LOCAL, # where the other samples come from (`distributed.GATHER`: every process; group ids must then mean the same on every process)
                ) -> torch.Tensor:
@@ -572,7 +574,7 @@ def pixel_contrast_loss(ea, # (B,D,H,W) pixel embeddings of stream a
                         labels_a, # (B,H,W) class of each stream-a pixel (`contrast_labels`; ignore = not sampled)
                         labels_b, # (B,H,W) class of each stream-b pixel
                         max_per_class:int=256, # M pixels per class and stream (per process)
-                        temperature:float=0.1,
+                        temperature:float=TAU,
                         ignore_index:int=IGNORE_INDEX,
                         generator=None,
                         keys:Keys=LOCAL, # where the other samples come from (`distributed.GATHER`: every process)
@@ -599,7 +601,7 @@ def pixel_contrast_loss(ea, # (B,D,H,W) pixel embeddings of stream a
 @fp32_logits
 def nt_xent(z1, # (B,D) global embeddings of view 1 (normalised inside)
             z2, # (B,D) embeddings of view 2; row b is the other view of image b
-            temperature:float=0.1, # tau [R: methods notes §3.3, 0.1-0.2]
+            temperature:float=TAU, # tau [R: methods notes §3.3, 0.1-0.2]
             keys:Keys=LOCAL, # where the other views come from (`distributed.GATHER`: every process)
            ) -> torch.Tensor:
     "SimCLR NT-Xent: each of the 2B views against its other view, every other view of the batch a negative; mean over 2B anchors (fp32)."
@@ -628,7 +630,7 @@ def label_contrast_loss(emb, # (B,D,H,W) dense embeddings (e.g. both views conca
                         labels, # (B,H,W) class ids; `ignore_index` where unknown (all of an unlabelled image)
                         spaces=None, # (B,) label-space id of each image (its source dataset), or None: one shared space
                         max_per_class:int=256, # M: at most this many pixels per (space, class) [D]
-                        temperature:float=0.1, # tau
+                        temperature:float=TAU, # tau
                         ignore_index:int=IGNORE_INDEX,
                         generator=None, # torch.Generator on emb's device (labels are moved there), for reproducible samples
                         keys:Keys=LOCAL, # where the other samples come from (`distributed.GATHER`: every process; give the same space the same id everywhere)

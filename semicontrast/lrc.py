@@ -15,7 +15,7 @@ from .core import DataError, IGNORE_INDEX
 from .models import UNet, EncoderDecoder
 from .heads import GlobalProjectionHead, DenseProjectionHead
 from .augment import TwoViews, warp
-from .losses import MoCoQueue, moco_loss, sample_regions, pool_regions, RegionInfoNCE, DiceCELoss
+from .losses import MoCoQueue, moco_loss, sample_regions, pool_regions, RegionInfoNCE, DiceCELoss, TAU
 from .distributed import gather_nograd
 from .superpixels import SuperpixelCache, region_dls
 from .callbacks import LossTerms, EMAUpdate, zero_loss, _unwrap, batch_to_show
@@ -74,7 +74,7 @@ class RegionContrastPretrain(LossTerms):
     def __init__(self, global_loss:str|None='moco', # 'moco', 'supervised' (Dice + CE on labelled pixels) or None
                  lrc_weight:float=1.0, # lambda of the region term [D: methods notes §4.3]; 0 = the global loss alone
                  views:TwoViews|None=None, # view maker (default `TwoViews()`)
-                 temperature:float=0.1, # tau of RegionInfoNCE [R]
+                 temperature:float=TAU, # tau of RegionInfoNCE [R]
                  n_regions:int=16, n_pixels:int=8, min_pixels:int=4, # `sample_regions` [R]
                  cross_image:bool=False, # regions of other images as extra negatives
                  skip_background:bool=True, # never sample regions lying wholly at the slice's minimum intensity
@@ -191,7 +191,7 @@ class RegionContrastPretrain(LossTerms):
         views.generator = torch.Generator().manual_seed(seed)
         v = views(x, extra=self.regions(x, reg))
         s = sample_regions(v['extra1'], v['extra2'], generator=torch.Generator(device=x.device).manual_seed(seed), **self.sample_kw)
-        from semicontrast.viz import region_samples   # plotting is loaded only to draw, never to train
+        from semicontrast.viz.superpixels import region_samples   # plotting is loaded only to draw, never to train
         return region_samples(v['v1'], v['v2'], v['extra1'], v['extra2'], s, b=b)
 
 
@@ -216,7 +216,7 @@ def lrc_learner(dls:DataLoaders, # pretrain: `region_dls(...)`; finetune: `super
                 # stage 1
                 global_loss:str|None='moco', # the global pre-training loss: 'moco', 'supervised' (Dice + CE on labelled pixels) or None
                 lrc_weight:float=1.0, # lambda of the region term [D]; 0 = the global loss alone
-                temperature:float=0.1, # tau of the region InfoNCE [R: 0.1-0.2]
+                temperature:float=TAU, # tau of the region InfoNCE [R: 0.1-0.2]
                 n_regions:int=16, # superpixel regions sampled per slice [R]
                 n_pixels:int=8, # pixels sampled per region [R]
                 min_pixels:int=4, cross_image:bool=False, skip_background:bool=True, # region sampling details [R/D]

@@ -16,7 +16,8 @@ from .settings import DEFAULTS
 from .models import UNet, split_groups, register_architecture, describe
 from .losses import DiceCELoss, sigmoid_rampup
 from .callbacks import LossTerms, EMAUpdate, _unwrap, _item_labelled, preview, batch_to_show
-from .method import (SegLearner, ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
+from .callbacks import ForegroundDice
+from .method import (SegLearner, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
 
 # %% auto #0
@@ -111,7 +112,7 @@ class MeanTeacher(LossTerms):
         with preview(teacher): t = teacher(noisy).float().softmax(1)
         with preview(student): s = student(xu).float().softmax(1)
         mse = float(((s[b] - t[b]) ** 2).mean())
-        from semicontrast.viz import panel_row   # plotting is loaded only to draw, never to train
+        from semicontrast.viz.core import panel_row   # plotting is loaded only to draw, never to train
         return panel_row([('student input', xu[b], None), ('teacher input (+ noise)', noisy[b], None),
                           ("teacher's prediction (target)", xu[b], t[b].argmax(0)), ("student's prediction", xu[b], s[b].argmax(0))],
                          title=f'{type(self).__name__}: unlabelled item {b}, consistency (MSE of the softmaxes) {mse:.4f}')

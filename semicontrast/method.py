@@ -10,86 +10,25 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 import torch
-from fastai.learner import Learner, Metric
+from fastai.learner import Learner
 from fastai.callback.schedule import *   # patches fit_one_cycle onto Learner; ParamScheduler (used by RunContext.fit)
-from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from fastai.callback.progress import *   # progress bars, and Learner.no_bar (used by RunContext.fit when quiet)
 from fastcore.docments import docments
 from .core import IGNORE_INDEX, DataError, class_map, atomic_write
 from .settings import Option, RUN_SETTINGS, DEFAULTS, valid_cadence
 from .models import save_model, save_encoder, describe
 from fastcore.basics import patch
-from .callbacks import FiniteLoss, DeviceMixedPrecision
-from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint
+from .callbacks import FiniteLoss, DeviceMixedPrecision, poly_decay
+from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint, KeepBest
 from .distributed import distrib_fit
 from .loaders import two_stream_dls, iteration_dl, flip_rot90, random_crop, compose_augment, SegDataLoaders
 from fastai.optimizer import SGD
 from functools import partial
 
 # %% auto #0
-__all__ = ['CKPT_IGNORE', 'METHODS', 'ForegroundDice', 'SegLearner', 'with_guard', 'channels_of', 'check_classes', 'check_stage',
-           'history', 'learner_options', 'KeepBest', 'RunContext', 'poly_decay', 'supervised_steps', 'train_augment',
-           'with_train_size', 'two_stream_loaders', 'stage_record', 'Stage', 'Method', 'register']
-
-# %% ../nbs/12_method.ipynb #f3da66fa
-class ForegroundDice(Metric):
-    "Validation Dice of the foreground classes: per patient volume, averaged over classes then volumes (SSL4MIS's validation), or pooled over all pixels."
-    def __init__(self, n_classes:int, ignore_index:int=IGNORE_INDEX, name:str='fg_dice',
-                 per_volume:bool=True, # one Dice per validation volume (the cases of `SliceDataset.index`), then their mean; False: pooled
-                ):
-        self.n_classes, self.ignore_index, self._name, self.per_volume = n_classes, ignore_index, name, bool(per_volume)
-        self.reset()
-    def reset(self):
-        self.counts, self.seen = {}, 0   # case id (None: pooled) -> [intersections, sums] per class (float64)
-
-    def _cases(self, dl, n:int):
-        "The case id of each of the next `n` validation items: from the dataset's `index` when the loader keeps its order, else None."
-        start, self.seen = self.seen, self.seen + n
-        index = getattr(getattr(dl, 'dataset', None), 'index', None)
-        if not self.per_volume or index is None or getattr(dl, 'shuffle', False): return None
-        return [index[i][0] for i in range(start, min(start + n, len(index)))]
-
-    def accumulate(self, learn):
-        pred = learn.pred[0] if isinstance(learn.pred, (tuple, list)) else learn.pred
-        y = learn.yb[0]
-        cases = self._cases(learn.dl, len(y))
-        self.update(class_map(pred), y, cases if cases is not None and len(cases) == len(y) else None)
-
-    def update(self, pred:torch.Tensor, target:torch.Tensor, cases=None):
-        "Add a batch of hard predictions `pred` and targets `target`, both (B,H,W) integer tensors; `cases`: the case id of each item (None: pooled)."
-        valid = target != self.ignore_index
-        inter = torch.zeros(len(target), self.n_classes, dtype=torch.float64)
-        total = torch.zeros_like(inter)
-        for c in range(1, self.n_classes):
-            p, t = ((pred == c) & valid).flatten(1), ((target == c) & valid).flatten(1)
-            inter[:, c] = (p & t).sum(1).double().cpu(); total[:, c] = (p.sum(1) + t.sum(1)).double().cpu()
-        keys = [None] * len(target) if cases is None else list(cases)
-        for k in dict.fromkeys(keys):
-            m = torch.tensor([kk == k for kk in keys])
-            acc = self.counts.setdefault(k, [torch.zeros(self.n_classes, dtype=torch.float64) for _ in range(2)])
-            acc[0] += inter[m].sum(0); acc[1] += total[m].sum(0)
-
-    @property
-    def per_class(self) -> list:
-        "Dice of each foreground class pooled over every validation pixel (NaN for a class absent from both prediction and target)."
-        inter = sum((a[0] for a in self.counts.values()), torch.zeros(self.n_classes, dtype=torch.float64))
-        total = sum((a[1] for a in self.counts.values()), torch.zeros(self.n_classes, dtype=torch.float64))
-        return [(2 * inter[c] / total[c]).item() if total[c] > 0 else float('nan') for c in range(1, self.n_classes)]
-
-    @property
-    def per_volume_dice(self) -> dict:
-        "{case id: [Dice of each foreground class]} over that volume's slices (absent from both: 1; from one: 0)."
-        return {k: [(2 * i[c] / t[c]).item() if t[c] > 0 else 1.0 for c in range(1, self.n_classes)]
-                for k, (i, t) in self.counts.items() if k is not None}
-
-    @property
-    def value(self):
-        vols = self.per_volume_dice if self.per_volume else {}
-        if vols: return float(np.mean([np.mean(v) for v in vols.values()]))
-        vals = [v for v in self.per_class if not math.isnan(v)]
-        return float(np.mean(vals)) if vals else float('nan')
-    @property
-    def name(self): return self._name
+__all__ = ['CKPT_IGNORE', 'METHODS', 'SegLearner', 'with_guard', 'channels_of', 'check_classes', 'check_stage', 'history',
+           'learner_options', 'RunContext', 'supervised_steps', 'train_augment', 'with_train_size',
+           'two_stream_loaders', 'stage_record', 'Stage', 'Method', 'register']
 
 # %% ../nbs/12_method.ipynb #b3328d50
 from fastai.callback.hook import *   # Learner.summary
@@ -141,7 +80,7 @@ class SegLearner(Learner):
                      ds_idx:int=1, # 1: validation, 0: training loader
                     ):
         "Validation slices (the most foreground first): image, ground truth and prediction, with the slice's Dice in the title."
-        from semicontrast.viz import panel_grid
+        from semicontrast.viz.core import panel_grid
         if not self.segments: self._seg(None)
         ds = self.dls[ds_idx].dataset
         if not len(ds): raise DataError("show_results: the validation set is empty; pass ds_idx=0 to draw training slices.")
@@ -175,7 +114,7 @@ def show_batch(self:SegDataLoaders, b=None, # a batch (x, y, ...) to draw; defau
                train:bool=True, # draw a training batch (augmented, labelled then unlabelled items) or a validation batch
                ncols:int=4):
     "fastai's `show_batch` for slice loaders: each item with its label blended in (an unlabelled item: the image alone). Plotting is imported here, on first use."
-    from semicontrast.viz import batch_grid
+    from semicontrast.viz.core import batch_grid
     return batch_grid(self, b, max_n=max_n, train=train, ncols=ncols)
 
 @patch
@@ -251,53 +190,6 @@ def learner_options(f:Callable, # a learner function whose parameters carry a de
 # %% ../nbs/12_method.ipynb #f1afd540
 CKPT_IGNORE = tuple(k for k, o in RUN_SETTINGS.items() if o.control)   # how a run is carried out may change between an interrupted run and its --resume
 
-class KeepBest(SaveModelCallback):
-    "fastai's `SaveModelCallback` keeping the weights of the best validation epoch in `FOLDER/models/FNAME.pth`, without loading them at the end: the model keeps its last weights."
-    def __init__(self, monitor:str='fg_dice', # a metric (higher is better) or a loss (lower is better) of the recorder
-                 fname:str='best', # file name under `folder/models`
-                 folder='.', # the run's folder (the file is published with the run)
-                 save=None): # save(model, path, state_dict): writes the file (`RunContext.save_model`: a self-describing model file); None: a bare state_dict
-        super().__init__(monitor=monitor, fname=fname)
-        self.best_epoch, self.folder, self.save = None, Path(folder), save
-
-    @property
-    def file(self) -> str: return f'models/{self.fname}.pth'   # relative to `folder`, as the card records it
-
-    def _write(self, weights:dict):
-        if self.save is not None: self.save(self.learn.model, self.folder/self.file, weights)
-        else: atomic_write(self.folder/self.file, lambda t: torch.save(weights, t))
-
-    def _save(self, name): self._write({k: v.detach().cpu() for k, v in self.learn.model.state_dict().items()})
-
-    def before_fit(self):
-        super().before_fit()
-        self.best_epoch, self._weights = None, None
-
-    def after_epoch(self):
-        if self.learn.epoch < getattr(self.learn, '_resume_epoch', -1): return   # an epoch a resumed run skips (its best is restored)
-        TrackerCallback.after_epoch(self)   # the comparison only: no message, no reload
-        if self.new_best:
-            self._save(self.fname); self.best_epoch = int(self.epoch)
-            self._weights = {k: v.detach().cpu().clone() for k, v in self.learn.model.state_dict().items()}   # for checkpoints
-
-    def after_fit(self):
-        TrackerCallback.after_fit(self)
-        self.steps_per_epoch = len(self.learn.dls.train)   # for `record`, once detached
-
-    def ckpt_state(self) -> dict:
-        "The best value, its epoch and its weights: a resumed run writes them again into its own models/ folder."
-        return {'best': float(self.best), 'best_epoch': self.best_epoch, 'weights': getattr(self, '_weights', None)}
-
-    def load_ckpt_state(self, state:dict):
-        self.best, self.best_epoch, self._weights = state['best'], state['best_epoch'], state.get('weights')
-        if self._weights is not None: self._write(self._weights)
-
-    def record(self) -> dict:
-        "The best epoch for the result card, after the fit: its file, epoch, optimiser step and monitored value (None without one)."
-        if self.best_epoch is None: return None
-        return dict(file=self.file, epoch=self.best_epoch,
-                    step=(self.best_epoch + 1) * self.steps_per_epoch, **{self.monitor: float(self.best)})
-
 @dataclass
 class RunContext:
     "What a stage receives: the split's parts, preprocessing, dataset info, settings (protocol + options), device, output folder."
@@ -364,11 +256,6 @@ class RunContext:
             else: go()
         if kb is not None: self.best[stage] = kb.record()
 
-def poly_decay(lr:float, # the learning rate of the first step
-               power:float=0.9, # SSL4MIS's exponent
-              ):
-    "SSL4MIS's schedule as a fastai schedule function of the fraction `pos` of training done: lr * (1 - pos) ** power."
-    return lambda pos: lr * (1 - pos) ** power
 
 def supervised_steps(n_slices:int, bs:int, epochs:int) -> int:
     "Optimiser steps of `supervised_dls` training: it drops the incomplete last batch when there is more than one batch."

@@ -18,7 +18,7 @@ from .data import load_dataset
 from .models import UNet, EncoderDecoder
 from .heads import GlobalProjectionHead, DenseProjectionHead, ReconstructionHead
 from .augment import TwoViews, corrupt, warp
-from .losses import label_contrast_floor, reconstruction_loss, nt_xent, label_contrast_loss
+from .losses import label_contrast_floor, reconstruction_loss, nt_xent, label_contrast_loss, TAU
 from .distributed import GATHER   # keys from every process under torchrun
 from .loaders import Preprocess, pooled_dls, PoolSource, CT_WINDOW
 from .callbacks import LossTerms, zero_loss, _unwrap, batch_to_show
@@ -83,8 +83,8 @@ class MixCLPretrain(LossTerms):
     order = 5
     def __init__(self, identity_weight:float=1.0, label_weight:float=1.0, recon_weight:float=1.0, # the three weights [D]
                  views:TwoViews|None=None, # view maker (default `TwoViews()`)
-                 temperature:float=0.1, # tau of NT-Xent [R: 0.1-0.2]
-                 label_temperature:float=0.1, # tau of the label SupCon [R]
+                 temperature:float=TAU, # tau of NT-Xent [R: 0.1-0.2]
+                 label_temperature:float=TAU, # tau of the label SupCon [R]
                  max_per_class:int=256, # pixels per (label space, class) in the label term [D]
                  mask_ratio:float=0.3, patch:int=8, noise:float=0.1, # `corrupt` [D: Models Genesis style]
                  recon_kind:str='l1', # 'l1' or 'mse' [R]
@@ -174,7 +174,7 @@ class MixCLPretrain(LossTerms):
         if self.w['recon'] > 0:
             xt, mask = corrupt(x, generator=torch.Generator().manual_seed(seed + 1), **self.corrupt_kw)
             rows += [('corrupted input', xt[b], None), (f'corrupted: {float(mask[b].float().mean()):.0%}', x[b], mask[b].long())]
-        from semicontrast.viz import panel_row   # plotting is loaded only to draw, never to train
+        from semicontrast.viz.core import panel_row   # plotting is loaded only to draw, never to train
         return panel_row(rows, title=f'{type(self).__name__}: item {b} of the batch (terms: {", ".join(k for k, w in self.w.items() if w > 0)})')
 
 # %% ../nbs/16_mixcl.ipynb #c79d7566
@@ -188,8 +188,8 @@ def mixcl_learner(dls:DataLoaders, # pretrain: `pooled_dls(...)`; finetune: `sup
                   identity_weight:float=1.0, # weight of the identity (NT-Xent) term [D]
                   label_weight:float=1.0, # weight of the pixel-label (SupCon) term [D]; 0 = off
                   recon_weight:float=1.0, # weight of the reconstruction term [D]; 0 = off
-                  temperature:float=0.1, # tau of NT-Xent [R: 0.1-0.2]
-                  label_temperature:float=0.1, # tau of the label SupCon [R]
+                  temperature:float=TAU, # tau of NT-Xent [R: 0.1-0.2]
+                  label_temperature:float=TAU, # tau of the label SupCon [R]
                   max_per_class:int=256, # pixels per (label space, class) in the label term [D]
                   mask_ratio:float=0.3, # share of the slice replaced by noise patches in the corruption [D]
                   patch:int=8, noise:float=0.1, recon_kind:str='l1', recon_masked_only:bool=False, # corruption and its score [D]

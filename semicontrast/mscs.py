@@ -26,10 +26,11 @@ def _fresh_copy(m:nn.Module) -> nn.Module:
 
 from .heads import DenseProjectionHead, _pair
 from .augment import photometric
-from .losses import contrast_labels, DiceCELoss, patch_info_nce, pixel_contrast_loss
+from .losses import contrast_labels, DiceCELoss, patch_info_nce, pixel_contrast_loss, TAU
 from .distributed import GATHER   # keys from every process under torchrun
 from .callbacks import TwoStreamConsistency, _item_labelled
-from .method import (SegLearner, ForegroundDice, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
+from .callbacks import ForegroundDice
+from .method import (SegLearner, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
 
 # %% auto #0
@@ -155,7 +156,7 @@ def _perturbation(p, who:str):
 class PatchContrast:
     "MSCS's patch-level term for `TwoStreamConsistency`: InfoNCE between the two streams' patch embeddings (`out['patch']`)."
     needs = 'patch'   # the model output it reads
-    def __init__(self, temperature:float=0.1): # tau [D: methods notes §2.3]
+    def __init__(self, temperature:float=TAU): # tau [D: methods notes §2.3]
         if not temperature > 0: raise ValueError(f"patch temperature must be > 0, got {temperature}.")
         self.temperature = float(temperature)
     def __call__(self, out, y): return patch_info_nce(*out['patch'], self.temperature, keys=GATHER)
@@ -163,7 +164,7 @@ class PatchContrast:
 class PixelContrast:
     "MSCS's pixel-level term for `TwoStreamConsistency`: SupCon over sampled pixels of both streams, each labelled by the ground truth or the other stream's confident pseudo-label."
     needs = 'pixel'
-    def __init__(self, temperature:float=0.1, # tau [D]
+    def __init__(self, temperature:float=TAU, # tau [D]
                  threshold:float|None=0.9, # confidence of a pseudo-label to be contrasted [D]
                  max_per_class:int=256, # pixels per class and stream [D]
                  ignore_index:int=IGNORE_INDEX):
@@ -197,7 +198,7 @@ class MSCSConsistency(TwoStreamConsistency):
                  cps_on_labelled:bool=True, # cross-supervision on labelled items too (SSL4MIS CPS)
                  weak=None, # stream a's input perturbation on top of the loader's augmentation: None, photometric kwargs or a callable
                  strong=STRONG_PERTURBATION, # stream b's input perturbation
-                 patch_temperature:float=0.1, pixel_temperature:float=0.1, # tau of the two contrastive terms [D]
+                 patch_temperature:float=TAU, pixel_temperature:float=TAU, # tau of the two contrastive terms [D]
                  max_per_class:int=256, # pixels per class and stream in the pixel contrast [D]
                  split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart (see `TwoStreamUNet`)
                  ignore_index:int=IGNORE_INDEX,
@@ -235,7 +236,7 @@ def mscs_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabel
                  threshold:float|None=0.9, # confidence of a pseudo-label used by the pixel contrast [D]
                  cps_threshold:float|None=None, cps_on_labelled:bool=True, # cross-supervision pseudo-labels (SSL4MIS CPS: all pixels, all items)
                  weak=None, strong=STRONG_PERTURBATION, # input perturbations of stream a and stream b
-                 patch_temperature:float=0.1, pixel_temperature:float=0.1, # tau of the two contrastive terms [D]
+                 patch_temperature:float=TAU, pixel_temperature:float=TAU, # tau of the two contrastive terms [D]
                  max_per_class:int=256, # pixels per class and stream in the pixel contrast [D]
                  split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training [D]
                  encoder=None, # a feature encoder instead of a new U-Net encoder (`models.check_feature_encoder`, e.g. `BasicUNetEncoder`)

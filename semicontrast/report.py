@@ -10,7 +10,7 @@ from .core import atomic_write
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
-from .viz import training_curves, metric_boxplot
+from .viz.results import training_curves, metric_boxplot
 
 # %% auto #0
 __all__ = ['atomic_write_text', 'write_result', 'summary_rows', 'report_html', 'write_report']

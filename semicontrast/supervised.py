@@ -14,7 +14,8 @@ from .settings import DEFAULTS
 from .models import UNet, EncoderDecoder, init_weights
 from .losses import DiceCELoss
 from .loaders import supervised_dls
-from .method import SegLearner, ForegroundDice, with_guard, channels_of, check_classes, stage_record, train_augment, with_train_size, Stage, Method, register
+from .callbacks import ForegroundDice
+from .method import SegLearner, with_guard, channels_of, check_classes, stage_record, train_augment, with_train_size, Stage, Method, register
 
 # %% auto #0
 __all__ = ['SUPERVISED', 'supervised_learner', 'as_unet', 'finetune_learner', 'finetune_stage']

@@ -8,7 +8,8 @@ import torch
 from semicontrast.inference import load_model
 
 from semicontrast.cli import run_experiment, main
-from semicontrast.method import METHODS, RunContext, valid_cadence, poly_decay
+from semicontrast.method import METHODS, RunContext, valid_cadence
+from semicontrast.callbacks import poly_decay
 from semicontrast.data import synthetic_phantoms
 from semicontrast.loaders import Preprocess, supervised_dls, iteration_dl
 from semicontrast.supervised import supervised_learner

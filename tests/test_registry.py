@@ -94,31 +94,44 @@ LAYERS = [
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
+def _unit(path:Path) -> str:
+    "The layer unit of a file: a top-level module's name, or the subpackage a file belongs to (viz/core.py -> 'viz')."
+    rel = path.resolve().relative_to(PKG.resolve()) if path.resolve().is_relative_to(PKG.resolve()) else Path(path.name)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
 def _imports(path:Path) -> set:
-    "semicontrast modules imported by a module, at any depth of its code (relative or absolute)."
+    "semicontrast units (top-level modules or subpackages) imported by a file, at any depth of its code (relative or absolute)."
+    rel = path.resolve().relative_to(PKG.resolve()) if path.resolve().is_relative_to(PKG.resolve()) else Path(path.name)
+    pkg = ['semicontrast', *rel.parts[:-1]]   # the package the file is in
     found = set()
     for n in ast.walk(ast.parse(path.read_text())):
         if isinstance(n, ast.ImportFrom):
-            mod = n.module or ''
-            if n.level == 1 and mod: found.add(mod.split('.')[0])
-            elif n.level == 1: found.update(a.name for a in n.names)
-            elif mod.startswith('semicontrast.'): found.add(mod.split('.')[1])
+            if n.level:
+                base = pkg[:len(pkg) - n.level + 1]
+                full = base + (n.module.split('.') if n.module else [])
+                names = [full + [a.name] for a in n.names] if not n.module else [full]
+            else: names = [n.module.split('.')] if (n.module or '').startswith('semicontrast.') else []
+            found.update(f[1] for f in names if len(f) > 1)
         elif isinstance(n, ast.Import):
             found.update(a.name.split('.')[1] for a in n.names if a.name.startswith('semicontrast.'))
     return found - {'_modidx'}
 
 def _violations(mod:str, path:Path) -> set:
-    "semicontrast modules that `mod` (at `path`) imports from its own or a higher layer."
+    "semicontrast units that `mod` (at `path`) imports from its own or a higher layer (a subpackage's files may import each other)."
     return {m for m in _imports(path) if m != mod and RANK.get(m, len(LAYERS)) >= RANK[mod]}
+
+def _files(mod:str) -> list:
+    "The files of a unit: `mod.py`, or every file of the subpackage `mod/`."
+    return [PKG/f'{mod}.py'] if (PKG/f'{mod}.py').exists() else sorted((PKG/mod).glob('*.py'))
 
 def test_every_module_has_a_layer():
     assert {'ideal', 'mscs', 'mixcl', 'lrc'} <= METHOD_MODULES, METHOD_MODULES
-    mods = {p.stem for p in PKG.glob('*.py') if not p.stem.startswith('_')}
+    mods = {p.stem for p in PKG.glob('*.py') if not p.stem.startswith('_')} | {p.parent.name for p in PKG.glob('*/__init__.py')}
     assert mods == set(RANK), (mods - set(RANK), set(RANK) - mods)
 
 @pytest.mark.parametrize('mod', sorted(RANK))
 def test_no_module_imports_a_module_above_it(mod):
-    bad = _violations(mod, PKG/f'{mod}.py')
+    bad = set().union(*(_violations(mod, f) for f in _files(mod)))
     assert not bad, f"{mod} (layer {RANK[mod]}) imports {bad} from its own or a higher layer"
 
 def test_the_layer_check_can_fail(tmp_path):
@@ -126,6 +139,8 @@ def test_the_layer_check_can_fail(tmp_path):
     p = tmp_path/'losses.py'
     p.write_text('from .core import IGNORE_INDEX\nfrom .cli import main\ndef f():\n    from semicontrast.learner import x\n')
     assert _violations('losses', p) == {'cli', 'learner'}
+    vol = _imports(PKG/'viz'/'volumes.py')   # a subpackage's file: '.core' is viz.core, '..core' the package's core
+    assert {'viz', 'core'} <= vol and 'cli' not in vol and _unit(PKG/'viz'/'volumes.py') == 'viz'
 
 
 # ------------------------------------------------------------------------------------------------ each loss once

@@ -12,7 +12,8 @@ from semicontrast.models import UNet
 from semicontrast.lrc import LRCNet
 from semicontrast.loaders import auto_preprocess
 from semicontrast.viz import (superpixel_boundaries, superpixel_explorer, superpixel_widget, superpixel_rgb, region_samples,
-                              region_classes, region_embeddings, _boundary_mask)
+                              region_classes, region_embeddings)
+from semicontrast.viz.superpixels import _boundary_mask
 
 
 @pytest.fixture(scope='module')

@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 from semicontrast.core import DataError, IGNORE_INDEX
 from semicontrast.data import synthetic_phantoms
 from semicontrast.viz import (perturbation_panel, stream_disagreement, disagreement_explorer, disagreement_curve,
-                              class_scatter, grid_points, downsample_labels, class_color, _label_outline)
+                              class_scatter, grid_points, downsample_labels, class_color)
+from semicontrast.viz.embeddings import _label_outline
 
 NAMES = ['background', 'outer', 'inner']
 
