@@ -4,7 +4,7 @@
 
 # %% ../nbs/00d_settings.ipynb #1fb37ac6
 from __future__ import annotations
-import argparse, math, numbers
+import argparse, math, numbers, os
 from dataclasses import dataclass
 from typing import Callable
 from .core import DataError
@@ -116,7 +116,7 @@ def _spacing(o:Option, v):
 
 def _as_text(o:Option, v):
     "A path or a name, as text."
-    if not isinstance(v, (str, __import__('os').PathLike)): raise DataError(f"{o.flag} {v!r}: give a path or a name.")
+    if not isinstance(v, (str, os.PathLike)): raise DataError(f"{o.flag} {v!r}: give a path or a name.")
     return str(v)
 
 def _num(s:str):
@@ -241,8 +241,8 @@ def unused_settings(cfg:dict, # the run's settings
     else: out.add('valid_every')
     if not pretrains: out.update(k for k, o in RUN_SETTINGS.items() if o.pretrain)
     elif cfg.get('pretrain_iters') is not None: out.add('pretrain_epochs')
-    if cfg.get('split_file') is not None:   # the split comes from a file or the dataset's lists
-        out.update(('valid', 'test', 'unlabeled', 'max_cases') + (() if cfg['split_file'] == 'lists' else ('labeled',)))
+    if cfg.get('split_file') is not None:   # the split comes from a file, or from the dataset's lists (which take --labeled and --valid)
+        out.update(('test', 'unlabeled', 'max_cases') + (() if cfg['split_file'] == 'lists' else ('labeled', 'valid')))
     return {k for k in out if k in cfg}
 
 # %% ../nbs/00d_settings.ipynb #ce583ec0

@@ -184,3 +184,11 @@ def test_importing_the_learners_loads_no_plotting_library():
 def test_the_plotting_check_can_fail():
     code = "import sys, semicontrast.viz\nprint('plotly' in sys.modules)"
     assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() == 'True'
+
+def test_the_datasets_own_lists_keep_labeled_and_valid_in_the_card():
+    "With --split lists the dataset's lists take --labeled and --valid (they shape the split); only the rest is left out."
+    from semicontrast.settings import unused_settings
+    lists = unused_settings(dict(DEFAULTS, split_file='lists'), pretrains=False)
+    saved = unused_settings(dict(DEFAULTS, split_file='split.json'), pretrains=False)
+    assert not {'labeled', 'valid'} & lists and {'test', 'unlabeled', 'max_cases'} <= lists
+    assert {'labeled', 'valid', 'test', 'unlabeled', 'max_cases'} <= saved
