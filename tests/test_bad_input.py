@@ -1,4 +1,4 @@
-"""Bad input through the command line: every row of the table "Bad input -> what you get" (nbs/00a_data.ipynb).
+"""Bad input through the command line: every row of the table "Bad input -> what you get" (nbs/02j_data_load.ipynb).
 
 Each case writes a tiny broken dataset (or split file, or argument) in `tmp_path`, calls `semicontrast.cli.main` in
 this process and checks the three promises: exit status 2, a one-line message on stderr that names the offending file
@@ -553,11 +553,11 @@ def test_pool_guard_compares_content_not_paths(tmp_path, capsys):
 
 # ---------------------------------------------------------------- the table in the docs and these tests stay in step
 def doc_table() -> list:
-    "Rows of the table 'Bad input → what you get' in nbs/00a_data.ipynb, as lists of cells."
-    nb = json.loads((ROOT/'nbs'/'00a_data.ipynb').read_text())
+    "Rows of the table 'Bad input → what you get' in nbs/02j_data_load.ipynb, as lists of cells."
+    nb = json.loads((ROOT/'nbs'/'02j_data_load.ipynb').read_text())
     md = '\n'.join(''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown')
     sec = md.split('## Bad input → what you get', 1)
-    assert len(sec) == 2, "nbs/00a_data.ipynb lost its section '## Bad input → what you get'"
+    assert len(sec) == 2, "nbs/02j_data_load.ipynb lost its section '## Bad input → what you get'"
     rows = [l for l in sec[1].splitlines() if l.startswith('|')]
     return [[c.strip() for c in l.strip('|').split('|')] for l in rows[2:]]
 
@@ -571,6 +571,6 @@ def test_docs_table_and_tests_in_step():
     unknown = [i for i in ids if i not in CASES and i not in tests]
     assert not unknown, f'the table names tests that do not exist in tests/test_bad_input.py: {unknown}'
     untabled = [c for c in CASES if c not in ids]
-    assert not untabled, f'bad inputs tested here but missing from the table in nbs/00a_data.ipynb: {untabled}'
+    assert not untabled, f'bad inputs tested here but missing from the table in nbs/02j_data_load.ipynb: {untabled}'
     for r, n in zip(rows, named):   # the exit status column matches what the case checks
         if all(i in CASES for i in n): assert r[2] == '2', r
