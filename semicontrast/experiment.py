@@ -106,12 +106,10 @@ def _load_and_split(m, cfg:dict) -> tuple:
                         "unlabelled patients. Use a split with unlabelled patients, or run supervised." if split.source else
                         f"{m.name} trains its second stream on unlabelled patients, but no patient is left for them after the "
                         f"test, validation and labelled parts ({len(cases)} cases). Lower --labeled, --valid or --test, or load more data.")
-    intensity = info.intensity
-    if window is not None: intensity = 'window'
-    else: window = getattr(info, 'window', None)
-    if intensity == 'window' and window is None: window = CT_WINDOW
+    intensity = cfg['intensity'] or ('window' if window is not None else info.intensity)   # stated, else the modality's
+    if window is None and intensity == 'window': window = getattr(info, 'window', None) or CT_WINDOW
     if cfg.get('input_size'):   # SSL4MIS's policy: every slice zoomed to H x W, predictions zoomed back to each volume's geometry
-        prep = Preprocess(size=tuple(cfg['input_size']), spatial='resize', intensity=intensity, window=window)
+        prep = Preprocess(size=tuple(cfg['input_size']), spatial='resize', intensity=intensity, window=window, interp=cfg['interp'])
     else: prep = auto_preprocess(cases, intensity=intensity, depth=cfg['depth'], window=window)
     if not quiet:
         print(f"semicontrast run {m.name} on {info.name}: {len(cases)} cases, preprocessing {prep.to_dict()}")

@@ -22,7 +22,7 @@ __all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'random_crop
            'pooled_dls', 'iteration_dl', 'auto_preprocess']
 
 # %% ../nbs/06_loaders.ipynb #2482138d
-_SPATIAL, _INTENSITY = ('pad', 'resize'), ('zscore', 'minmax', 'window', 'none')
+_SPATIAL, _INTENSITY, _INTERP = ('pad', 'resize'), ('zscore', 'minmax', 'window', 'none'), ('linear', 'nearest')
 
 def _plan(n:int, m:int):
     "Centre pad/crop of one axis from `n` to `m`: (slice of the original, slice of the model window)."
@@ -41,6 +41,7 @@ class Preprocess:
     spatial: str = 'pad'       # 'pad': centre pad/crop to `size`; 'resize': interpolate to `size`
     intensity: str = 'zscore'  # per volume: 'zscore' | 'minmax' | 'window' | 'none'
     window: tuple|None = None  # (lo, hi) clip for intensity='window' (e.g. CT HU), then scaled to [0, 1]
+    interp: str = 'linear'     # spatial='resize': 'linear' (bilinear images, nearest labels, logits back bilinearly) | 'nearest' (order 0 both ways)
 
     def __post_init__(self):
         size = (self.size, self.size) if isinstance(self.size, numbers.Integral) else self.size
@@ -51,6 +52,8 @@ class Preprocess:
         self.size = tuple(int(s) for s in size)
         if self.spatial not in _SPATIAL:
             raise DataError(f"Preprocess: spatial={self.spatial!r} is unknown; choose 'pad' (centre pad/crop) or 'resize' (interpolate).")
+        if self.interp not in _INTERP:
+            raise DataError(f"Preprocess: interp={self.interp!r} is unknown; choose 'linear' or 'nearest' (order 0, as SSL4MIS zooms).")
         if self.intensity not in _INTENSITY:
             raise DataError(f"Preprocess: intensity={self.intensity!r} is unknown; choose one of {', '.join(map(repr, _INTENSITY))}.")
         if self.intensity == 'window':
@@ -84,11 +87,19 @@ def normalise(self:Preprocess, image) -> np.ndarray:
     return ((x64 - lo) / np.where(hi - lo > 1e-8, hi - lo, 1.0)).astype(np.float32)
 
 # %% ../nbs/06_loaders.ipynb #6a02843f
+def _zoom0(t:torch.Tensor, size) -> torch.Tensor:
+    "Zoom the last two axes of `t` to `size` with order 0, as `scipy.ndimage.zoom(..., order=0)` does (SSL4MIS's zoom)."
+    from scipy.ndimage import zoom
+    a = t.detach().cpu().numpy()
+    f = (1,) * (a.ndim - 2) + (size[0] / a.shape[-2], size[1] / a.shape[-1])
+    return torch.from_numpy(np.ascontiguousarray(zoom(a, f, order=0))).to(t.device)
+
 def _image_to_model(prep:Preprocess, x:torch.Tensor) -> torch.Tensor:
     "Images `(..., H, W)` float32 -> `(..., h, w)`."
     (H, W), (h, w) = x.shape[-2:], prep.size
     if prep.spatial == 'resize':
         if (H, W) == (h, w): return x.clone()
+        if prep.interp == 'nearest': return _zoom0(x, (h, w))
         lead = x.shape[:-2]
         y = F.interpolate(x.reshape(-1, 1, H, W), size=(h, w), mode='bilinear', align_corners=False)
         return y.reshape(*lead, h, w)
@@ -104,6 +115,7 @@ def _label_to_model(prep:Preprocess, y:torch.Tensor) -> torch.Tensor:
     y = y.long()
     if prep.spatial == 'resize':
         if (H, W) == (h, w): return y.clone()
+        if prep.interp == 'nearest': return _zoom0(y, (h, w))
         lead = y.shape[:-2]
         r = F.interpolate(y.reshape(-1, 1, H, W).float(), size=(h, w), mode='nearest-exact')
         return r.round().long().reshape(*lead, h, w)
@@ -138,6 +150,8 @@ def _to_volume(self:Preprocess, what:str, logits, spatial_shape, fn, out:np.ndar
     else:
         for s in range(0, Z, chunk):
             r = t[s:s+chunk].float()
+            if self.interp == 'nearest':   # the class map (or probabilities) at the model size, zoomed back with order 0
+                out[s:s+chunk] = _zoom0(fn(r), (H, W)).cpu().numpy(); continue
             if tuple(r.shape[-2:]) != (H, W): r = F.interpolate(r, size=(H, W), mode='bilinear', align_corners=False)
             out[s:s+chunk] = fn(r).cpu().numpy()
     return out
@@ -159,14 +173,14 @@ def probs_to_volume(self:Preprocess, logits, spatial_shape, chunk:int=16) -> np.
 def to_dict(self:Preprocess) -> dict:
     "JSON-ready description (for result cards)."
     return {'size': list(self.size), 'spatial': self.spatial, 'intensity': self.intensity,
-            'window': None if self.window is None else list(self.window)}
+            'window': None if self.window is None else list(self.window), 'interp': self.interp}
 
 @patch(cls_method=True)
 def from_dict(cls:Preprocess, d:dict) -> Preprocess:
     "Rebuild a `Preprocess` from `to_dict()` output."
     if not isinstance(d, dict): raise DataError(f"Preprocess.from_dict: expected a dict, got {type(d).__name__}.")
-    extra = sorted(set(d) - {'size', 'spatial', 'intensity', 'window'})
-    if extra: raise DataError(f"Preprocess.from_dict: unknown key(s) {', '.join(extra)}; expected size, spatial, intensity, window.")
+    extra = sorted(set(d) - {'size', 'spatial', 'intensity', 'window', 'interp'})
+    if extra: raise DataError(f"Preprocess.from_dict: unknown key(s) {', '.join(extra)}; expected size, spatial, intensity, window, interp.")
     d = dict(d)
     if isinstance(d.get('size'), list): d['size'] = tuple(d['size'])
     if isinstance(d.get('window'), list): d['window'] = tuple(d['window'])
@@ -289,26 +303,27 @@ def supervised_dls(train_cases, # labelled `Case`s to train on
                    seed:int=0, # seed of the training shuffle
                    device=None, # where batches go (None: stay on the CPU; the Learner moves them)
                    num_workers:int=0, # worker processes (0: load in the main process)
+                   drop_last:bool=True, # drop an incomplete last training batch (when there is more than one batch); False keeps it (SSL4MIS)
                   ) -> DataLoaders:
     "Fully supervised fastai `DataLoaders` of labelled slices: shuffled, augmented train; plain valid."
     train_cases = list(train_cases)
     if not train_cases: raise DataError("supervised_dls: train_cases is empty; give at least one labelled case to train on.")
-    return _slice_dls('supervised_dls', train_cases, valid_cases, prep, True, bs, augment, seed, device, num_workers)
+    return _slice_dls('supervised_dls', train_cases, valid_cases, prep, True, bs, augment, seed, device, num_workers, drop_last)
 
-def _slice_dls(who:str, train_cases, valid_cases, prep, labelled:bool, bs, augment, seed, device, num_workers) -> DataLoaders:
+def _slice_dls(who:str, train_cases, valid_cases, prep, labelled:bool, bs, augment, seed, device, num_workers, drop_last=True) -> DataLoaders:
     "Shuffled (drop-last) train and plain valid `DataLoaders` over `SliceDataset`s; `who` names the caller in errors."
     _check_bs(bs=bs)
     valid_cases = list(valid_cases)
     tds = SliceDataset(train_cases, prep, labelled=labelled, augment=_augment_fn(augment))
     vds = SliceDataset(valid_cases, prep, labelled=labelled)
-    return _train_valid_dls(who, tds, vds, bool(valid_cases), prep, bs, seed, device, num_workers)
+    return _train_valid_dls(who, tds, vds, bool(valid_cases), prep, bs, seed, device, num_workers, drop_last)
 
-def _train_valid_dls(who:str, tds, vds, has_valid:bool, prep, bs, seed, device, num_workers) -> DataLoaders:
+def _train_valid_dls(who:str, tds, vds, has_valid:bool, prep, bs, seed, device, num_workers, drop_last=True) -> DataLoaders:
     "Shuffled (drop-last, seeded) train and plain valid `DataLoaders` over two datasets with an `n_channels`; records `prep`."
     if has_valid and vds.n_channels != tds.n_channels:
         raise DataError(f"{who}: valid_cases have {vds.n_channels} channel(s) but the training cases have {tds.n_channels}.")
     pin = _pin(device)
-    train = _seeded(DataLoader(tds, bs=bs, shuffle=True, drop_last=len(tds) > bs, num_workers=num_workers, pin_memory=pin), seed)
+    train = _seeded(DataLoader(tds, bs=bs, shuffle=True, drop_last=drop_last and len(tds) > bs, num_workers=num_workers, pin_memory=pin), seed)
     valid = DataLoader(vds, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers, pin_memory=pin)
     dls = SegDataLoaders(train, valid, device=device)
     dls.prep = prep

@@ -77,8 +77,10 @@ def soft_dice_loss(logits, # (B, K, H, W) raw scores (any float dtype; computed 
                    ignore_index:int|None=IGNORE_INDEX, # target value excluded from the loss (None: none)
                    include_background:bool=False, # count class 0 as well
                    smooth:float=1e-5, # epsilon added to numerator and denominator
+                   form:str='present', # 'present': as above; 'squared': squared denominators, every class (background too), as SSL4MIS
                   ) -> torch.Tensor:
-    "Batch soft Dice loss: mean of 1 - Dice_c over classes present in target or argmax prediction (fp32 scalar)."
+    "Batch soft Dice loss: mean of 1 - Dice_c over classes present in target or argmax prediction (fp32 scalar); `form='squared'`: SSL4MIS's."
+    if form not in ('present', 'squared'): raise ValueError(f"soft_dice_loss: form={form!r}; use 'present' or 'squared'.")
     logits, target = _check_seg(logits, target, ignore_index)
     K = logits.shape[1]
     valid = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
@@ -88,6 +90,8 @@ def soft_dice_loss(logits, # (B, K, H, W) raw scores (any float dtype; computed 
     g = F.one_hot(torch.where(valid, target, 0), K).movedim(-1, 1).float() * m   # (B,K,*S)
     dims = (0,) + tuple(range(2, logits.ndim))
     inter, psum, gsum = (p * g).sum(dims), p.sum(dims), g.sum(dims)
+    if form == 'squared':   # V-Net's form over every class, pooled over the batch: 1 - (2 sum pg + e) / (sum p^2 + sum g^2 + e)
+        return (1 - (2 * inter + smooth) / ((p * p).sum(dims) + (g * g).sum(dims) + smooth)).mean()
     dice = (2 * inter + smooth) / (psum + gsum + smooth)                          # (K,)
     hard = F.one_hot(class_map(logits.detach()), K).movedim(-1, 1) * m.bool()
     counted = (gsum > 0) | hard.flatten(2).any(-1).any(0)
@@ -104,11 +108,14 @@ class DiceCELoss(nn.Module):
                  ignore_index:int|None=IGNORE_INDEX, # target value without ground truth (unlabelled items)
                  include_background:bool=False, # count the background class in the Dice term
                  reduction:str='mean', # 'mean': one loss over the batch (Dice pooled over it); 'none': one loss per item, each computed alone
+                 dice_form:str='present', # `soft_dice_loss`'s form: 'present' (ours) or 'squared' (SSL4MIS)
                 ):
         super().__init__()
         if reduction not in ('mean', 'none'): raise ValueError(f"reduction={reduction!r}: use 'mean' or 'none'.")
         self.ce_weight, self.dice_weight = float(ce_weight), float(dice_weight)
         self.ignore_index, self.include_background, self.reduction = ignore_index, include_background, reduction
+        if dice_form not in ('present', 'squared'): raise ValueError(f"dice_form={dice_form!r}: use 'present' or 'squared'.")
+        self.dice_form = dice_form
 
     def forward(self, logits, target) -> torch.Tensor:
         if self.reduction == 'none':   # fastai's get_preds(with_loss=True), top losses: the loss of each item on its own
@@ -126,7 +133,7 @@ class DiceCELoss(nn.Module):
             ce = F.cross_entropy(logits.float(), target, ignore_index=ii if ii is not None else -100)
             self.last_terms['ce'] = ce.detach(); loss = loss + self.ce_weight * ce
         if self.dice_weight:
-            dice = soft_dice_loss(logits, target, ii, self.include_background)
+            dice = soft_dice_loss(logits, target, ii, self.include_background, form=self.dice_form)
             self.last_terms['dice'] = dice.detach(); loss = loss + self.dice_weight * dice
         return loss
 

@@ -22,6 +22,7 @@ from .callbacks import FiniteLoss, DeviceMixedPrecision, poly_decay
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint, KeepBest
 from .distributed import distrib_fit
 from .loaders import two_stream_dls, iteration_dl, flip_rot90, random_crop, compose_augment, SegDataLoaders
+from .losses import DiceCELoss
 from fastai.optimizer import SGD
 from functools import partial
 
@@ -247,6 +248,9 @@ class RunContext:
         if cfg.get('resume') and file.exists():
             cbs.append(ResumeFrom(load_checkpoint(file, keep, ignore=CKPT_IGNORE), where=str(file)))
         if cfg['opt'] == 'sgd': learn.opt_func = partial(SGD, mom=0.9, decouple_wd=False)   # SSL4MIS: momentum 0.9, L2 wd
+        learn.wd_bn_bias = cfg['decay'] == 'all'   # fastai decays no BatchNorm or bias unless asked; SSL4MIS decays every parameter
+        for m in learn.loss_func.modules() if isinstance(learn.loss_func, torch.nn.Module) else ():
+            if isinstance(m, DiceCELoss): m.dice_form = cfg['dice']   # the supervised term of every segmenting stage
         if cfg['schedule'] == 'poly':
             go = lambda: learn.fit(epochs, lr, cbs=cbs + [ParamScheduler({'lr': poly_decay(lr)})])
         else: go = lambda: learn.fit_one_cycle(epochs, lr, cbs=cbs)
@@ -257,9 +261,9 @@ class RunContext:
         if kb is not None: self.best[stage] = kb.record()
 
 
-def supervised_steps(n_slices:int, bs:int, epochs:int) -> int:
-    "Optimiser steps of `supervised_dls` training: it drops the incomplete last batch when there is more than one batch."
-    return epochs * (n_slices // bs if n_slices > bs else 1)
+def supervised_steps(n_slices:int, bs:int, epochs:int, drop_last:bool=True) -> int:
+    "Optimiser steps of `supervised_dls` training: it drops the incomplete last batch when there is more than one batch (unless `drop_last=False`)."
+    return epochs * (n_slices // bs if n_slices > bs and drop_last else math.ceil(n_slices / bs))
 
 def train_augment(ctx:RunContext):
     "The training stage's augmentation: `flip_rot90` (--augment flip_rot90), then a random crop (--crop H W); False for none."
@@ -283,7 +287,7 @@ def two_stream_loaders(ctx:RunContext):
     dls = with_train_size(dls, ctx)
 
     if cfg.get('iters'): return dls, 1, None   # sized by iterations (`RunContext.fit`): no epoch count to match
-    steps = supervised_steps(len(dls.train.dataset.datasets[0]), cfg['bs'], cfg['epochs'])
+    steps = supervised_steps(len(dls.train.dataset.datasets[0]), cfg['bs'], cfg['epochs'], cfg['last_batch'] == 'drop')
     return dls, max(1, math.ceil(steps / len(dls.train))), steps
 
 def stage_record(learn:Learner, epochs:int, t0:float, **more) -> dict:

@@ -161,6 +161,13 @@ RUN_SETTINGS = {o.name: o for o in (
            choices=('one_cycle', 'poly'), tag='fastai'),
     Option('augment', 'none', "training augmentation: 'none' or 'flip_rot90' (SSL4MIS: random rot90 + flips)", str,
            choices=('none', 'flip_rot90'), tag='ours: flips swap the hippocampus classes (experiment notebook)'),
+    Option('last_batch', 'drop', "an incomplete last training batch: 'drop' it or 'keep' it (SSL4MIS keeps it)", str,
+           choices=('drop', 'keep'), tag='fastai: shuffled training drops it'),
+    Option('dice', 'present', "the loss's Dice term: 'present' (linear denominators, the foreground classes present in the batch) or "
+           "'squared' (SSL4MIS: squared denominators, every class with background, pooled over the batch)", str,
+           choices=('present', 'squared'), tag='ours: classes absent from a batch add nothing'),
+    Option('decay', 'weights', "weight decay on the 'weights' only (not BatchNorm or biases) or on 'all' parameters (SSL4MIS)", str,
+           choices=('weights', 'all'), tag='fastai'),
     Option('crop', None, 'train on random H x W crops of the model-size slices (each divisible by 2**depth); validate and predict on whole slices',
            valid=_hw, parse=int, nargs=2, metavar=('H', 'W'), tag=_ours),
     Option('test_on', 'last', "weights to test: 'last' or 'best' validation Dice (SSL4MIS); both are saved (model.pth, models/)", str,
@@ -180,6 +187,11 @@ RUN_SETTINGS = {o.name: o for o in (
     Option('input_size', None, 'zoom every slice to H x W for training and prediction, mapped back to each volume (SSL4MIS: 256 256); '
            'default: pad to the smallest size that holds every slice (resize above 256)', valid=_hw, parse=int, nargs=2,
            metavar=('H', 'W'), flag_name='--size', tag=_ours),
+    Option('interp', 'linear', "zoom to --size and back: 'linear' (bilinear images, nearest labels, logits mapped back bilinearly) or "
+           "'nearest' (SSL4MIS: order 0 for image and label, the class map zoomed back with order 0)", str,
+           choices=('linear', 'nearest'), tag='ours: smooth images and boundaries'),
+    Option('intensity', None, "intensity normalisation per volume: 'zscore', 'minmax', 'window' or 'none' (as stored); default: the "
+           "dataset's modality (MRI z-score, CT window, RGB min-max)", str, choices=('zscore', 'minmax', 'window', 'none'), tag=_ours),
     Option('window', None, 'intensity clip LO,HI (e.g. CT HU -160,240), scaled to [0, 1]', valid=_window, parse=_floats, tag=_ours),
     Option('spacing', None, 'voxel size SZ,SY,SX in mm for data without one (SSL4MIS h5); without it their distances are in voxels',
            valid=_spacing, parse=_floats, tag=_ours),
@@ -214,6 +226,8 @@ def check_run(cfg:dict, # every run setting at the value the run will use
         if hw is not None and any(v % m for v in hw):
             f = RUN_SETTINGS[k].flag
             raise DataError(f"{f} {' '.join(map(str, hw))}: give H W as positive multiples of {m} (the U-Net pools {cfg['depth']} times), e.g. {f} 256 256.")
+    if cfg['window'] is not None and cfg['intensity'] not in (None, 'window'):
+        raise DataError(f"--window clips intensities for --intensity window, but --intensity is {cfg['intensity']}: drop one of them.")
     if isinstance(cfg['labeled'], (int, float)) and cfg['labeled'] <= 0:
         raise DataError(f"--labeled {cfg['labeled']}: every method trains on labelled patients; give at least 1 (a count) or a fraction in (0, 1).")
 
@@ -239,6 +253,7 @@ def unused_settings(cfg:dict, # the run's settings
     out = set()
     if cfg.get('iters') is not None: out.add('epochs')
     else: out.add('valid_every')
+    if cfg.get('input_size') is None: out.add('interp')   # padding, no zoom
     if not pretrains: out.update(k for k, o in RUN_SETTINGS.items() if o.pretrain)
     elif cfg.get('pretrain_iters') is not None: out.add('pretrain_epochs')
     if cfg.get('split_file') is not None:   # the split comes from a file, or from the dataset's lists (which take --labeled and --valid)

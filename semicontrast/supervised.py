@@ -77,7 +77,7 @@ def finetune_learner(dls:DataLoaders, # `supervised_dls(...)` of the labelled sl
 def _labelled_dls(ctx):
     cfg = ctx.cfg
     return with_train_size(supervised_dls(ctx.parts['labelled'], ctx.parts['valid'], ctx.prep, bs=cfg['bs'], seed=cfg['seed'],
-                                          device=ctx.device, augment=train_augment(ctx)), ctx)
+                                          device=ctx.device, augment=train_augment(ctx), drop_last=cfg['last_batch'] == 'drop'), ctx)
 
 
 def _train(ctx):

@@ -1,0 +1,91 @@
+"""The reference's settings as named options (issue: faithful to SSL4MIS): each one against a slow, obvious reading of
+what the reference's code does, and wired from the command line into the run."""
+import contextlib, io, json, math
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import zoom
+from semicontrast.cli import main
+from semicontrast.data import synthetic_phantoms
+from semicontrast.loaders import Preprocess, SliceDataset, supervised_dls
+from semicontrast.losses import DiceCELoss, soft_dice_loss
+
+def _ssl4mis_dice(probs, target, n_classes):
+    "SSL4MIS's DiceLoss (utils/losses.py:156-195) read literally: per class over every pixel of the batch, squared sums, mean over classes."
+    total = 0.0
+    for c in range(n_classes):
+        s = probs[:, c].reshape(-1).tolist(); g = (target.reshape(-1) == c).float().tolist()
+        inter = sum(a * b for a, b in zip(s, g)); zz = sum(a * a for a in s); yy = sum(b * b for b in g)
+        total += 1 - (2 * inter + 1e-5) / (zz + yy + 1e-5)
+    return total / n_classes
+
+def test_squared_dice_is_ssl4mis_dice_loss():
+    g = torch.Generator().manual_seed(1)
+    logits, target = torch.randn(3, 4, 6, 5, generator=g), torch.randint(0, 3, (3, 6, 5), generator=g)   # class 3 absent
+    want = _ssl4mis_dice(logits.softmax(1), target, 4)
+    assert float(soft_dice_loss(logits, target, form='squared')) == pytest.approx(want, abs=1e-5)
+    ce = F.cross_entropy(logits, target).item()
+    assert float(DiceCELoss(dice_form='squared')(logits, target)) == pytest.approx(0.5 * ce + 0.5 * want, abs=1e-5)   # 0.5 CE + 0.5 Dice
+    assert float(DiceCELoss()(logits, target)) != pytest.approx(0.5 * ce + 0.5 * want, abs=1e-3)          # our form differs
+
+def test_squared_dice_leaves_unlabelled_pixels_out():
+    g = torch.Generator().manual_seed(2)
+    logits, target = torch.randn(2, 3, 4, 4, generator=g), torch.randint(0, 3, (2, 4, 4), generator=g)
+    masked = target.clone(); masked[1] = 255                           # the second item has no label
+    want = _ssl4mis_dice(logits[:1].softmax(1), target[:1], 3)
+    assert float(soft_dice_loss(logits, masked, form='squared')) == pytest.approx(want, abs=1e-5)
+    with pytest.raises(ValueError, match="'present' or 'squared'"): soft_dice_loss(logits, target, form='cubed')
+
+def test_nearest_zoom_is_scipy_order_0_both_ways():
+    "val_2D.py:25 and :33: each slice zoomed to the patch with order 0, the argmax zoomed back with order 0."
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(3, 37, 45)).astype(np.float32); lbl = rng.integers(0, 4, (3, 37, 45)).astype(np.uint8)
+    from semicontrast.data import Case
+    p = Preprocess(size=(32, 32), spatial='resize', intensity='none', interp='nearest')
+    ds = SliceDataset([Case('a', img, lbl)], p)
+    for z in range(3):
+        assert np.array_equal(ds.x[z, 0].numpy(), zoom(img[z], (32 / 37, 32 / 45), order=0))   # intensities as stored, order 0
+        assert np.array_equal(ds.y[z].numpy(), zoom(lbl[z], (32 / 37, 32 / 45), order=0))
+    logits = torch.randn(3, 4, 32, 32)
+    back = p.logits_to_volume(logits, (3, 37, 45))
+    assert np.array_equal(back, np.stack([zoom(logits[z].argmax(0).numpy(), (37 / 32, 45 / 32), order=0) for z in range(3)]))
+    assert not np.array_equal(back, Preprocess(size=(32, 32), spatial='resize', intensity='none').logits_to_volume(logits, (3, 37, 45)))
+    assert Preprocess.from_dict(p.to_dict()) == p and Preprocess.from_dict({'size': [32, 32], 'spatial': 'resize'}).interp == 'linear'
+
+def test_keeping_the_last_batch():
+    cases = synthetic_phantoms(3, seed=0)
+    n = sum(c.n_slices for c in cases); bs = next(b for b in range(3, n) if n % b)   # a batch size that leaves a remainder
+    p = Preprocess(size=(32, 32))
+    assert len(supervised_dls(cases, [], p, bs=bs).train) == n // bs
+    assert len(supervised_dls(cases, [], p, bs=bs, drop_last=False).train) == math.ceil(n / bs)
+
+def test_the_settings_reach_the_learner(tmp_path, monkeypatch):
+    "--dice squared sets the loss's Dice form and --decay all decays BatchNorm and biases, at the moment the learner fits."
+    import fastai.learner
+    seen = {}
+    class Stop(Exception): pass
+    def fit(self, *a, **k):
+        seen.update(dice=self.loss_func.dice_form, decay_bn_bias=self.wd_bn_bias); raise Stop
+    monkeypatch.setattr(fastai.learner.Learner, 'fit', fit)
+    with pytest.raises(Stop):
+        main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(tmp_path/'a'), '--dice', 'squared', '--decay', 'all'])
+    assert seen == dict(dice='squared', decay_bn_bias=True)
+    with pytest.raises(Stop): main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(tmp_path/'b')])
+    assert seen == dict(dice='present', decay_bn_bias=False)
+
+def test_a_run_records_the_reference_settings(tmp_path):
+    out = tmp_path/'run'
+    rc = main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(out), '--size', '32', '32', '--interp', 'nearest',
+               '--intensity', 'none', '--dice', 'squared', '--decay', 'all', '--last-batch', 'keep'])
+    assert rc == 0
+    card = json.loads((out/'result.json').read_text())
+    assert {k: card['config'][k] for k in ('interp', 'intensity', 'dice', 'decay', 'last_batch')} == dict(
+        interp='nearest', intensity='none', dice='squared', decay='all', last_batch='keep')
+    assert card['preprocessing']['interp'] == 'nearest' and card['preprocessing']['intensity'] == 'none'
+
+def test_window_with_another_intensity_is_one_line(tmp_path):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(['run', 'supervised', '--data', 'phantom', '--smoke', '--out', str(tmp_path/'o'), '--intensity', 'zscore', '--window=-160,240'])
+    assert rc == 2 and err.getvalue().count('\n') == 1 and '--window' in err.getvalue() and '--intensity' in err.getvalue()
