@@ -246,10 +246,10 @@ LIST_CONVENTION = ("the dataset's own lists: test and validation from test.list 
                    "patients), labelled = the first --labeled patients of train.list in sorted order (SSL4MIS), unlabelled = the rest")
 
 def split_from_lists(cases, # `Case`s whose meta['list'] is 'train', 'val' or 'test' (SSL4MIS ACDC h5, UA-MT left atrium)
-                     n_labelled:int, # labelled patients: the first ones of the training list, in sorted order
+                     n_labelled:int, # labelled patients: the first ones of the training list, in the list's own order
                      n_valid=1, # without a val list: training patients held out for validation (int, or fraction of the training patients)
                     ) -> Split:
-    "The split the dataset ships: its test (and val) lists, the first `n_labelled` training patients labelled, the rest unlabelled."
+    "The split the dataset ships: its test (and val) lists, the first `n_labelled` training patients labelled (in file order, `meta['list_order']`), the rest unlabelled."
     cases = list(cases)
     if not cases: raise DataError("split_from_lists: no cases given; load a dataset first.")
     _check_case_ids(cases, 'split_from_lists')
@@ -258,7 +258,9 @@ def split_from_lists(cases, # `Case`s whose meta['list'] is 'train', 'val' or 't
     if stray:
         raise DataError(f"--split lists: {len(stray)} case(s) are in none of the dataset's lists (train/val/test), e.g. {_short(stray, 3)}; "
                         "this dataset carries no split lists, or they are incomplete. Leave --split out to draw a split by patient.")
-    by_list = {l: sorted({_patient_of(c) for c in cases if lists[c.id] == l}) for l in ('train', 'val', 'test')}
+    first = {}   # a patient's place in the lists: its earliest case (file order, as SSL4MIS and UA-MT take it; sorted ids without one)
+    for c in cases: first[_patient_of(c)] = min(first.get(_patient_of(c), math.inf), (c.meta or {}).get('list_order', math.inf))
+    by_list = {l: sorted({_patient_of(c) for c in cases if lists[c.id] == l}, key=lambda p: (first[p], p)) for l in ('train', 'val', 'test')}
     both = set(by_list['train']) & (set(by_list['val']) | set(by_list['test']))
     if both: raise DataError(f"--split lists: patient(s) {_short(sorted(both), 3)} are in the training list and in val/test; fix the lists.")
     if not by_list['test']: raise DataError("--split lists: the test list is empty; the dataset's lists must name test patients.")

@@ -89,3 +89,18 @@ def test_window_with_another_intensity_is_one_line(tmp_path):
     with contextlib.redirect_stderr(err):
         rc = main(['run', 'supervised', '--data', 'phantom', '--smoke', '--out', str(tmp_path/'o'), '--intensity', 'zscore', '--window=-160,240'])
     assert rc == 2 and err.getvalue().count('\n') == 1 and '--window' in err.getvalue() and '--intensity' in err.getvalue()
+
+def test_ssl4mis_protocol_labels_the_first_lines_of_train_slices_list(tmp_path):
+    "--protocol ssl4mis-acdc labels the first patients in file order: their slices are the first lines of train_slices.list."
+    from semicontrast.data.acdc import write_acdc_h5
+    ph = synthetic_phantoms(9, seed=3)
+    for c, n in zip(ph, [9, 4, 6, 1, 8, 2, 3, 5, 7]): c.id = c.patient = f'patient{n:03d}'   # not sorted
+    root = write_acdc_h5(tmp_path/'acdc', train=ph[:6], val=ph[6:7], test=ph[7:])
+    out = tmp_path/'run'
+    assert main(['run', 'supervised', '--protocol', 'ssl4mis-acdc', '--smoke', '--quiet', '--data', str(root), '--out', str(out)]) == 0
+    card = json.loads((out/'result.json').read_text())
+    labelled = card['split']['labelled'] if 'labelled' in card['split'] else json.loads((out/'split.json').read_text())['labelled']
+    assert labelled == ['patient004', 'patient009']                    # the smoke variant labels 2: patients 9 and 4, in that order in the list
+    n = sum(c.n_slices for c in ph[:2])
+    lines = (root/'train_slices.list').read_text().split()
+    assert {l.rsplit('_slice_', 1)[0] for l in lines[:n]} == set(labelled) and lines[n].rsplit('_slice_', 1)[0] not in labelled

@@ -12,7 +12,7 @@ from .core import Case, Reader, _check_label_values, _read_h5
 from .nifti import read_nifti, _first_existing
 
 # %% auto #0
-__all__ = ['ACDC_CLASSES', 'ACDC', 'ACDC_H5', 'read_acdc', 'read_acdc_h5']
+__all__ = ['ACDC_CLASSES', 'ACDC', 'ACDC_H5', 'read_acdc', 'read_acdc_h5', 'write_acdc_h5']
 
 # %% ../../nbs/02d_data_acdc.ipynb #20fa7172
 ACDC_CLASSES = ['background', 'RV', 'MYO', 'LV']  # ACDC label ids 0..3: RV cavity, myocardium, LV cavity
@@ -99,11 +99,12 @@ def read_acdc_h5(folder, # SSL4MIS ACDC folder: data/, data/slices/, train.list,
         else: vols[p.stem] = p
     if not vols and not slices:
         raise DataError(f"No .h5 files in '{data}' or '{data/'slices'}'. Expected patientNNN_frameMM.h5 volumes or *_slice_K.h5 slices.")
-    lists = {}
-    for name in ('train', 'val', 'test'):
-        for n in _read_list(folder/f'{name}.list'): lists.setdefault(n, name)
+    lists, order = {}, {}   # order: where a case first appears, train_slices.list first (SSL4MIS labels its first lines)
     for n in _read_list(folder/'train_slices.list'):
-        m = _SLICE_RE.match(n); lists.setdefault(m['case'] if m else n, 'train')
+        m = _SLICE_RE.match(n); n = m['case'] if m else n
+        lists.setdefault(n, 'train'); order.setdefault(n, len(order))
+    for name in ('train', 'val', 'test'):
+        for n in _read_list(folder/f'{name}.list'): lists.setdefault(n, name); order.setdefault(n, len(order))
     names = sorted(set(vols) | set(slices))
     missing = sorted(set(lists) - set(names))
     if missing:
@@ -111,7 +112,7 @@ def read_acdc_h5(folder, # SSL4MIS ACDC folder: data/, data/slices/, train.list,
                         "The download is incomplete: fetch the missing files or remove them from the lists.")
     cases = []
     for n in names:
-        meta = {'format': 'acdc_h5', 'list': lists.get(n), 'spacing_known': False}
+        meta = {'format': 'acdc_h5', 'list': lists.get(n), 'list_order': order.get(n), 'spacing_known': False}
         if spacing is not None: meta['spacing_source'] = 'read_acdc_h5(spacing=...)'   # a physical voxel size, stated by the caller
         fm = re.search(r'_frame(\d+)$', n)
         if fm: meta['frame'] = int(fm[1])
@@ -145,3 +146,35 @@ ACDC = Reader('acdc', "patientNNN/ folders with Info.cfg (directly, or under tra
               lambda p, **kw: (read_acdc(p, **kw), dict(classes=ACDC_CLASSES, modality='MRI', name='acdc')))
 ACDC_H5 = Reader('acdc_h5', "data/*.h5 (and data/slices/*.h5) with train.list / val.list / test.list (SSL4MIS)", _is_acdc_h5,
                  lambda p, **kw: (read_acdc_h5(p, **kw), dict(classes=ACDC_CLASSES, modality='MRI', name='acdc')))
+
+# %% ../../nbs/02d_data_acdc.ipynb #9569d406
+def write_acdc_h5(folder, # where to write data/, data/slices/ and the lists (created; an existing list or h5 file is refused)
+                  train, # `Case`s of the training list, in the order SSL4MIS reads them (its labelled patients come first)
+                  val, # `Case`s of val.list
+                  test, # `Case`s of test.list
+                 ) -> Path:
+    "Write `Case`s in SSL4MIS's h5 layout (one-channel images as float32, labels uint8): volumes, training slices, and the lists in the given order."
+    import h5py
+    folder = Path(folder)
+    parts = dict(train=list(train), val=list(val), test=list(test))
+    for n, cs in parts.items():
+        for c in cs:
+            if c.n_channels != 1 or c.label is None:
+                raise DataError(f"write_acdc_h5: case '{c.id}' in {n} has {c.n_channels} channel(s) and {'a' if c.label is not None else 'no'} label; "
+                                "SSL4MIS's layout holds one-channel images with their labels.")
+    targets = [folder/f'{n}.list' for n in ('train', 'val', 'test', 'train_slices')]
+    targets += [folder/'data'/f'{c.id}.h5' for cs in parts.values() for c in cs]
+    if any(t.exists() for t in targets):
+        raise DataError(f"write_acdc_h5: '{next(t for t in targets if t.exists())}' exists; write into a new folder (nothing is overwritten).")
+    (folder/'data'/'slices').mkdir(parents=True, exist_ok=True)
+    def h5(p, image, label):
+        with h5py.File(p, 'w') as f: f['image'] = np.asarray(image, np.float32); f['label'] = np.asarray(label, np.uint8)
+    slice_lines = []
+    for cs in parts.values():
+        for c in cs: h5(folder/'data'/f'{c.id}.h5', c.image, c.label)
+    for c in parts['train']:
+        for k in range(c.n_slices):
+            h5(folder/'data'/'slices'/f'{c.id}_slice_{k}.h5', c.image[k], c.label[k]); slice_lines.append(f'{c.id}_slice_{k}')
+    for n, cs in parts.items(): (folder/f'{n}.list').write_text(''.join(f'{c.id}\n' for c in cs))
+    (folder/'train_slices.list').write_text(''.join(l + '\n' for l in slice_lines))
+    return folder

@@ -54,7 +54,7 @@ def read_la_h5(folder, # UA-MT folder: train.list + test.list and one sub-folder
     except (TypeError, ValueError): sp = ()
     if len(sp) != 3: raise DataError(f"read_la_h5: spacing={spacing!r}; give 3 voxel sizes (sx, sy, sz) in mm.")
     source = ("the challenge's stated 0.625 mm isotropic resolution" if sp == (0.625, 0.625, 0.625) else 'read_la_h5(spacing=...)')
-    lists, list_dir = {}, None
+    lists, order, list_dir = {}, {}, None
     for d in (root, root.parent):
         if (d/'train.list').exists() or (d/'test.list').exists(): list_dir = d; break
     if list_dir is not None:
@@ -64,7 +64,7 @@ def read_la_h5(folder, # UA-MT folder: train.list + test.list and one sub-folder
                 n = n.strip('/').removesuffix('/mri_norm2')   # _read_list already dropped '.h5'
                 if n in lists and lists[n] != name:
                     raise DataError(f"Case '{n}' is in both '{list_dir/'train.list'}' and '{list_dir/'test.list'}'. Remove it from one of them.")
-                lists[n] = name
+                lists[n] = name; order.setdefault(n, len(order))   # file order: UA-MT labels the first cases of train.list
                 if n not in dirs:
                     raise DataError(f"'{p}' lists case '{n}' but '{root/n/_LA_FILE}' does not exist. The download is incomplete: "
                                     "restore the case folder or remove the name from the list.")
@@ -88,7 +88,7 @@ def read_la_h5(folder, # UA-MT folder: train.list + test.list and one sub-folder
                         " Is it a label map of another dataset, or an image stored as 'label'?")
                 raise DataError(f"'{p}': 'label' holds the value(s) {bad}; left atrium labels are 0 (background) and 1 (left atrium).{hint}")
             lbl = _check_label_values(lbl, f"'{p}'").transpose(2, 1, 0)
-        meta = {'format': 'la_h5', 'list': lists.get(n), 'spacing_known': False, 'modality': 'MRI', 'spacing_source': source}
+        meta = {'format': 'la_h5', 'list': lists.get(n), 'list_order': order.get(n), 'spacing_known': False, 'modality': 'MRI', 'spacing_source': source}
         cases.append(Case(n, img.transpose(2, 1, 0), lbl, (sp[2], sp[1], sp[0]), source=str(p), meta=meta))
     if skipped:
         warnings.warn(f"read_la_h5: {len(skipped)} case(s) without a 'label' dataset left out (e.g. '{skipped[0]}'); "
