@@ -17,9 +17,9 @@ from .core import IGNORE_INDEX, DataError, class_map
 from .settings import DEFAULTS
 
 # %% auto #0
-__all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'random_crop', 'compose_augment', 'SegDataLoaders',
-           'supervised_dls', 'TwoStreamDL', 'two_stream_dls', 'pretrain_dls', 'PoolSource', 'PooledDataset', 'PooledDL',
-           'pooled_dls', 'iteration_dl', 'auto_preprocess']
+__all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'random_crop', 'compose_augment', 'ssl4mis_augment',
+           'SegDataLoaders', 'supervised_dls', 'TwoStreamDL', 'two_stream_dls', 'pretrain_dls', 'PoolSource',
+           'PooledDataset', 'PooledDL', 'pooled_dls', 'iteration_dl', 'auto_preprocess']
 
 # %% ../nbs/06_loaders.ipynb #2482138d
 _SPATIAL, _INTENSITY, _INTERP = ('pad', 'resize'), ('zscore', 'minmax', 'window', 'none'), ('linear', 'nearest')
@@ -271,12 +271,30 @@ def compose_augment(*fns):
         return x, y
     return composed
 
+# %% ../nbs/06_loaders.ipynb #29008b4f
+def ssl4mis_augment(x:torch.Tensor, y:torch.Tensor|None=None):
+    "SSL4MIS's augmentation of `x` `(C,h,w)` and `y` `(h,w)`: p 0.5 rot90 (k in 0..3) then one flip, else a rotation by an integer angle in [-20, 20), order 0."
+    if float(torch.rand(1)) < 0.5:
+        k = int(torch.randint(0, 4, (1,))) if x.shape[-1] == x.shape[-2] else 2 * int(torch.randint(0, 2, (1,)))   # odd k needs a square
+        axis = -2 + int(torch.randint(0, 2, (1,)))   # flip rows or columns
+        tfm = lambda t: None if t is None else torch.rot90(t, k, (-2, -1)).flip(axis).contiguous()
+        return tfm(x), tfm(y)
+    from scipy.ndimage import rotate
+    angle = int(torch.randint(-20, 20, (1,)))
+    def rot(t, cval):
+        if t is None: return None
+        a = rotate(t.numpy(), angle, axes=(t.ndim - 1, t.ndim - 2), order=0, reshape=False, mode='constant', cval=cval)
+        return torch.from_numpy(np.ascontiguousarray(a)).to(t.dtype)
+    fill = IGNORE_INDEX if y is not None and bool((y == IGNORE_INDEX).all()) else 0   # an unlabelled slice stays unlabelled
+    return rot(x, 0.0), rot(y, fill)
+
 # %% ../nbs/06_loaders.ipynb #e19205a2
 def _augment_fn(augment):
     if augment is True or augment == 'flip_rot90': return flip_rot90
+    if augment == 'ssl4mis': return ssl4mis_augment
     if augment is False or augment is None or augment == 'none': return None
     if callable(augment): return augment
-    raise DataError(f"augment={augment!r}; pass 'flip_rot90' (or True), 'none' (or False), or a callable (x, y) -> (x, y).")
+    raise DataError(f"augment={augment!r}; pass 'flip_rot90' (or True), 'ssl4mis', 'none' (or False), or a callable (x, y) -> (x, y).")
 
 def _check_bs(**kw):
     for k, v in kw.items():

@@ -21,7 +21,7 @@ from fastcore.basics import patch
 from .callbacks import FiniteLoss, DeviceMixedPrecision, poly_decay
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint, KeepBest
 from .distributed import distrib_fit
-from .loaders import two_stream_dls, iteration_dl, flip_rot90, random_crop, compose_augment, SegDataLoaders
+from .loaders import two_stream_dls, iteration_dl, flip_rot90, ssl4mis_augment, random_crop, compose_augment, SegDataLoaders
 from .losses import DiceCELoss
 from fastai.optimizer import SGD
 from functools import partial
@@ -266,12 +266,12 @@ def supervised_steps(n_slices:int, bs:int, epochs:int, drop_last:bool=True) -> i
     return epochs * (n_slices // bs if n_slices > bs and drop_last else math.ceil(n_slices / bs))
 
 def train_augment(ctx:RunContext):
-    "The training stage's augmentation: `flip_rot90` (--augment flip_rot90), then a random crop (--crop H W); False for none."
+    "The training stage's augmentation: `flip_rot90` or `ssl4mis_augment` (--augment), then a random crop (--crop H W); False for none."
     cfg, crop = ctx.cfg, ctx.cfg.get('crop')
     if crop and any(c > s for c, s in zip(crop, ctx.prep.size)):
         raise DataError(f"--crop {crop[0]} {crop[1]}: the slices are {ctx.prep.size[0]} x {ctx.prep.size[1]} at the model's size; "
                         f"crop at most that, or set a larger --size.")
-    aug = compose_augment(flip_rot90 if cfg['augment'] == 'flip_rot90' else None, random_crop(crop) if crop else None)
+    aug = compose_augment({'flip_rot90': flip_rot90, 'ssl4mis': ssl4mis_augment}.get(cfg['augment']), random_crop(crop) if crop else None)
     return aug or False
 
 def with_train_size(dls, ctx:RunContext):

@@ -159,8 +159,8 @@ RUN_SETTINGS = {o.name: o for o in (
     Option('opt', 'adam', "optimiser: 'adam' or 'sgd' (SSL4MIS: momentum 0.9, L2 weight decay)", str, choices=('adam', 'sgd'), tag=_ours),
     Option('schedule', 'one_cycle', "learning rate: 'one_cycle' or 'poly' (SSL4MIS: lr * (1 - step/steps)^0.9)", str,
            choices=('one_cycle', 'poly'), tag='fastai'),
-    Option('augment', 'none', "training augmentation: 'none' or 'flip_rot90' (SSL4MIS: random rot90 + flips)", str,
-           choices=('none', 'flip_rot90'), tag='ours: flips swap the hippocampus classes (experiment notebook)'),
+    Option('augment', 'none', "training augmentation: 'none', 'flip_rot90' (rot90 and independent flips) or 'ssl4mis' (SSL4MIS: "
+           "rot90 + one flip, or a rotation in [-20, 20) degrees)", str, choices=('none', 'flip_rot90', 'ssl4mis'), tag='ours: flips swap the hippocampus classes (experiment notebook)'),
     Option('last_batch', 'drop', "an incomplete last training batch: 'drop' it or 'keep' it (SSL4MIS keeps it)", str,
            choices=('drop', 'keep'), tag='fastai: shuffled training drops it'),
     Option('dice', 'present', "the loss's Dice term: 'present' (linear denominators, the foreground classes present in the batch) or "

@@ -243,7 +243,8 @@ def __str__(self:Split): return self.summary()
 
 # %% ../nbs/03_splits.ipynb #c516453a
 LIST_CONVENTION = ("the dataset's own lists: test and validation from test.list / val.list (no val.list: the last training "
-                   "patients), labelled = the first --labeled patients of train.list in sorted order (SSL4MIS), unlabelled = the rest")
+                   "patients), labelled = the first --labeled patients in file order (train_slices.list, else train.list; SSL4MIS, "
+                   "UA-MT), unlabelled = the rest")
 
 def split_from_lists(cases, # `Case`s whose meta['list'] is 'train', 'val' or 'test' (SSL4MIS ACDC h5, UA-MT left atrium)
                      n_labelled:int, # labelled patients: the first ones of the training list, in the list's own order

@@ -104,3 +104,22 @@ def test_ssl4mis_protocol_labels_the_first_lines_of_train_slices_list(tmp_path):
     n = sum(c.n_slices for c in ph[:2])
     lines = (root/'train_slices.list').read_text().split()
     assert {l.rsplit('_slice_', 1)[0] for l in lines[:n]} == set(labelled) and lines[n].rsplit('_slice_', 1)[0] not in labelled
+
+def test_ssl4mis_augmentation_is_drawn_as_the_reference_draws_it():
+    "dataloaders/dataset.py:75-92, 147-166: p 0.5 rot90 + one flip (a reflection, never the identity), else an integer angle in [-20, 20), order 0."
+    from scipy.ndimage import rotate
+    from semicontrast.loaders import ssl4mis_augment
+    torch.manual_seed(0)
+    img = torch.arange(12 * 12, dtype=torch.float32).reshape(1, 12, 12)
+    reflections = [torch.rot90(img, k, (-2, -1)).flip(a) for k in range(4) for a in (-2, -1)]
+    rotations = {a: torch.from_numpy(rotate(img.numpy(), a, axes=(2, 1), order=0, reshape=False)) for a in range(-20, 20)}
+    n_flip, angles = 0, []
+    for _ in range(300):
+        out, lab = ssl4mis_augment(img, img[0].long())
+        assert torch.equal(out[0].long(), lab)
+        if any(torch.equal(out, r) for r in reflections): n_flip += 1; continue
+        hits = [a for a, r in rotations.items() if torch.equal(out, r)]
+        assert hits, 'neither a rot90 + flip nor an integer rotation'
+        angles.append(hits[0])
+    assert 0.4 < n_flip / 300 < 0.6 and set(angles) <= set(range(-20, 20)) and len(set(angles)) > 15
+    assert set(torch.unique(out).tolist()) <= set(img.unique().tolist())   # order 0: no new intensities
