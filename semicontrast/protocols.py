@@ -27,6 +27,7 @@ class Protocol:
     sources:dict = field(default_factory=dict)   # setting (or topic) -> 'V: ...', 'V-3p: ...' or 'R: ...'
     methods:tuple|None = None   # the methods it is for (None: any)
     smoke:dict = field(default_factory=dict)     # settings that replace `settings` under --smoke (tiny sizes for CI)
+    per_method:dict = field(default_factory=dict)  # method -> settings that replace `settings` for that method (the reference's script differs)
 
     def describe(self) -> str:
         "A few lines for a terminal: the summary, the methods and data, then every setting with its source."
@@ -34,6 +35,7 @@ class Protocol:
                  f"  methods: {', '.join(self.methods) if self.methods else 'any'}; data: {self.data.get('needs', 'any')}"
                  f" (--format {self.data.get('format')}, split {self.data.get('split', 'seeded')})"]
         for k, v in self.settings.items(): lines.append(f"  {k:15} {json.dumps(v):14} {self.sources.get(k, '')}")
+        lines += [f"  {k:15} {json.dumps(v):14} for {m} (instead)" for m, s in self.per_method.items() for k, v in s.items()]
         lines += [f"  {k:15} {'':14} {v}" for k, v in self.sources.items() if k not in self.settings]
         return '\n'.join(lines)
 
@@ -59,10 +61,10 @@ def load_protocols(folder=PRESET_DIR) -> dict:
     out = {}
     for name in raw:
         d = resolve(name)
-        bad = sorted((set(d.get('settings', {})) | set(d.get('smoke', {}))) - set(SETTINGS))
+        bad = sorted((set(d.get('settings', {})) | set(d.get('smoke', {})) | {k for s in d.get('per_method', {}).values() for k in s}) - set(SETTINGS))
         if bad: raise DataError(f"protocol '{name}' sets {bad}, which are not run settings; use {', '.join(SETTINGS)}.")
         out[name] = Protocol(name, d['summary'], dict(d.get('data') or {}), dict(d.get('settings') or {}), dict(d.get('sources') or {}),
-                             tuple(d['methods']) if d.get('methods') else None, dict(d.get('smoke') or {}))
+                             tuple(d['methods']) if d.get('methods') else None, dict(d.get('smoke') or {}), dict(d.get('per_method') or {}))
     return out
 
 def get_protocol(name:str, folder=PRESET_DIR) -> Protocol:
@@ -84,7 +86,7 @@ def apply_protocol(p:Protocol, # the protocol
                         "`semicontrast protocols` for one that fits.")
     if p.data.get('format') and 'data' not in given:
         raise DataError(f"--protocol {p.name} runs on {p.data.get('needs', 'its own data')}: give its path with --data.")
-    settings = dict(p.settings, **(p.smoke if given.get('smoke') else {}))
+    settings = {**p.settings, **p.per_method.get(method, {}), **(p.smoke if given.get('smoke') else {})}
     if p.data.get('format'): settings = dict(fmt=p.data['format'], **settings)
     if p.data.get('split') == 'lists': settings = dict(split_file='lists', **settings)
     dropped = {d for k in given for d in _BUDGETS.get(k, ())}   # the user sized a stage another way

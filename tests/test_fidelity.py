@@ -123,3 +123,12 @@ def test_ssl4mis_augmentation_is_drawn_as_the_reference_draws_it():
         angles.append(hits[0])
     assert 0.4 < n_flip / 300 < 0.6 and set(angles) <= set(range(-20, 20)) and len(set(angles)) > 15
     assert set(torch.unique(out).tolist()) <= set(img.unique().tolist())   # order 0: no new intensities
+
+def test_ssl4mis_supervised_trains_on_24_labelled_slices():
+    "train_fully_supervised_2D.py:40: batch 24; the semi-supervised scripts: 12 labelled + 12 unlabelled."
+    from semicontrast.protocols import get_protocol, apply_protocol
+    p = get_protocol('ssl4mis-acdc')
+    assert apply_protocol(p, 'supervised', {'data': 'x'})[0]['bs'] == 24
+    assert apply_protocol(p, 'cps', {'data': 'x'})[0]['bs'] == 12
+    values, record = apply_protocol(p, 'supervised', {'data': 'x', 'bs': 6})
+    assert 'bs' not in values and 'bs' in record['overridden']          # what the user says still wins
