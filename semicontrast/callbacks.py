@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from fastai.callback.core import Callback
 from fastai.learner import Metric
-from .core import IGNORE_INDEX, class_map
+from .core import IGNORE_INDEX, DataError, class_map
 from .losses import cross_pseudo_loss, sigmoid_rampup
 
 
@@ -289,11 +289,16 @@ class ForegroundDice(Metric):
     "Validation Dice of the foreground classes: per patient volume, averaged over classes then volumes (SSL4MIS's validation), or pooled over all pixels."
     def __init__(self, n_classes:int, ignore_index:int=IGNORE_INDEX, name:str='fg_dice',
                  per_volume:bool=True, # one Dice per validation volume (the cases of `SliceDataset.index`), then their mean; False: pooled
+                 geometry:str='model', # 'model': count pixels at the model size; 'volume': map each prediction back to its volume's geometry first
+                 empty:str='one', # a class the volume's prediction lacks: 'one' scores 1 when the label lacks it too (else 0); 'zero' always 0 (SSL4MIS)
                 ):
+        if geometry not in ('model', 'volume') or empty not in ('one', 'zero'):
+            raise ValueError(f"ForegroundDice: geometry={geometry!r}, empty={empty!r}; use 'model' or 'volume', and 'one' or 'zero'.")
         self.n_classes, self.ignore_index, self._name, self.per_volume = n_classes, ignore_index, name, bool(per_volume)
+        self.geometry, self.empty = geometry, empty
         self.reset()
     def reset(self):
-        self.counts, self.seen = {}, 0   # case id (None: pooled) -> [intersections, sums] per class (float64)
+        self.counts, self.seen = {}, 0   # case id (None: pooled) -> [intersections, sums, predicted pixels] per class (float64)
 
     def _cases(self, dl, n:int):
         "The case id of each of the next `n` validation items: from the dataset's `index` when the loader keeps its order, else None."
@@ -305,22 +310,37 @@ class ForegroundDice(Metric):
     def accumulate(self, learn):
         pred = learn.pred[0] if isinstance(learn.pred, (tuple, list)) else learn.pred
         y = learn.yb[0]
+        if self.geometry == 'volume': return self._accumulate_in_volumes(learn, pred, len(y))
         cases = self._cases(learn.dl, len(y))
         self.update(class_map(pred), y, cases if cases is not None and len(cases) == len(y) else None)
+
+    def _accumulate_in_volumes(self, learn, logits, n:int):
+        "Each slice's prediction zoomed back to its volume's slice (`Preprocess.logits_to_volume`) and scored against the volume's own label."
+        start = self.seen; self.seen += n
+        ds, prep = getattr(learn.dl, 'dataset', None), getattr(learn.dls, 'prep', None)
+        if getattr(ds, 'index', None) is None or prep is None or getattr(learn.dl, 'shuffle', False):
+            raise DataError("ForegroundDice(geometry='volume') needs validation slices in order with their cases (a SliceDataset) and "
+                            "dls.prep; use geometry='model' for other loaders.")
+        by_id = getattr(ds, '_by_id', None) or {c.id: c for c in ds.cases}; ds._by_id = by_id
+        for i in range(n):
+            cid, z = ds.index[start + i]; case = by_id[cid]
+            H, W = case.spatial_shape[1:]
+            p = torch.from_numpy(prep.logits_to_volume(logits[i:i + 1].detach().float().cpu(), (1, H, W)).astype(np.int64))
+            self.update(p, torch.from_numpy(case.label[z:z + 1].astype(np.int64)), [cid])
 
     def update(self, pred:torch.Tensor, target:torch.Tensor, cases=None):
         "Add a batch of hard predictions `pred` and targets `target`, both (B,H,W) integer tensors; `cases`: the case id of each item (None: pooled)."
         valid = target != self.ignore_index
         inter = torch.zeros(len(target), self.n_classes, dtype=torch.float64)
-        total = torch.zeros_like(inter)
+        total, psum = torch.zeros_like(inter), torch.zeros_like(inter)
         for c in range(1, self.n_classes):
             p, t = ((pred == c) & valid).flatten(1), ((target == c) & valid).flatten(1)
-            inter[:, c] = (p & t).sum(1).double().cpu(); total[:, c] = (p.sum(1) + t.sum(1)).double().cpu()
+            inter[:, c] = (p & t).sum(1).double().cpu(); total[:, c] = (p.sum(1) + t.sum(1)).double().cpu(); psum[:, c] = p.sum(1).double().cpu()
         keys = [None] * len(target) if cases is None else list(cases)
         for k in dict.fromkeys(keys):
             m = torch.tensor([kk == k for kk in keys])
-            acc = self.counts.setdefault(k, [torch.zeros(self.n_classes, dtype=torch.float64) for _ in range(2)])
-            acc[0] += inter[m].sum(0); acc[1] += total[m].sum(0)
+            acc = self.counts.setdefault(k, [torch.zeros(self.n_classes, dtype=torch.float64) for _ in range(3)])
+            acc[0] += inter[m].sum(0); acc[1] += total[m].sum(0); acc[2] += psum[m].sum(0)
 
     @property
     def per_class(self) -> list:
@@ -331,9 +351,11 @@ class ForegroundDice(Metric):
 
     @property
     def per_volume_dice(self) -> dict:
-        "{case id: [Dice of each foreground class]} over that volume's slices (absent from both: 1; from one: 0)."
-        return {k: [(2 * i[c] / t[c]).item() if t[c] > 0 else 1.0 for c in range(1, self.n_classes)]
-                for k, (i, t) in self.counts.items() if k is not None}
+        "{case id: [Dice of each foreground class]} over that volume's slices (absent from both: 1, or 0 with empty='zero'; from one: 0)."
+        def dice(i, t, p):
+            if self.empty == 'zero' and p == 0: return 0.0   # SSL4MIS's val_2D.py: an empty prediction scores 0
+            return (2 * i / t).item() if t > 0 else 1.0
+        return {k: [dice(i[c], t[c], p[c]) for c in range(1, self.n_classes)] for k, (i, t, p) in self.counts.items() if k is not None}
 
     @property
     def value(self):

@@ -18,7 +18,7 @@ from .core import IGNORE_INDEX, DataError, class_map, atomic_write
 from .settings import Option, RUN_SETTINGS, DEFAULTS, valid_cadence
 from .models import save_model, save_encoder, describe
 from fastcore.basics import patch
-from .callbacks import FiniteLoss, DeviceMixedPrecision, poly_decay
+from .callbacks import FiniteLoss, DeviceMixedPrecision, ForegroundDice, poly_decay
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint, KeepBest
 from .distributed import distrib_fit
 from .loaders import two_stream_dls, iteration_dl, flip_rot90, ssl4mis_augment, random_crop, compose_augment, SegDataLoaders
@@ -241,8 +241,10 @@ class RunContext:
         file = Path(cfg['out'])/'checkpoints'/f'{stage}.pth'
         keep = dict({k: v for k, v in cfg.items() if k not in CKPT_IGNORE}, stage=stage)   # what a resume must match
         cbs = [Checkpoint(file, keep)]
-        names = [getattr(m, 'name', '') for m in learn.metrics]
-        kb = KeepBest('fg_dice', f'{stage}_best', self.out, save=self.save_model if self.prep is not None else None) if 'fg_dice' in names and stage != 'pretrain' else None
+        for m in learn.metrics:   # --valid-dice volume: SSL4MIS's validation quantity (val_2D.py), under a name of its own
+            if isinstance(m, ForegroundDice) and cfg['valid_dice'] == 'volume': m.geometry, m.empty, m._name = 'volume', 'zero', 'vol_dice'
+        dice = next((m.name for m in learn.metrics if isinstance(m, ForegroundDice)), None)
+        kb = KeepBest(dice, f'{stage}_best', self.out, save=self.save_model if self.prep is not None else None) if dice and stage != 'pretrain' else None
         if kb is not None: cbs.append(kb)   # the best validation epoch's weights, beside the last ones
         if cfg['precision'] != 'fp32': cbs.append(DeviceMixedPrecision(cfg['precision']))
         if cfg.get('resume') and file.exists():

@@ -170,6 +170,9 @@ RUN_SETTINGS = {o.name: o for o in (
            choices=('weights', 'all'), tag='fastai'),
     Option('crop', None, 'train on random H x W crops of the model-size slices (each divisible by 2**depth); validate and predict on whole slices',
            valid=_hw, parse=int, nargs=2, metavar=('H', 'W'), tag=_ours),
+    Option('valid_dice', 'model', "validation Dice: 'model' (fg_dice: per volume at the model size; a class absent from prediction and "
+           "label scores 1) or 'volume' (vol_dice, SSL4MIS's val_2D.py: per volume in its own geometry; an empty prediction scores 0)", str,
+           choices=('model', 'volume'), tag='ours: no zoom back at every validation'),
     Option('test_on', 'last', "weights to test: 'last' or 'best' validation Dice (SSL4MIS); both are saved (model.pth, models/)", str,
            choices=('last', 'best'), tag='ours: no model selection unless asked'),
     Option('precision', 'fp32', 'fp32, or mixed precision bf16 / fp16; contrastive logits stay fp32', str, choices=('fp32', 'bf16', 'fp16'),

@@ -77,12 +77,14 @@ def test_the_settings_reach_the_learner(tmp_path, monkeypatch):
 def test_a_run_records_the_reference_settings(tmp_path):
     out = tmp_path/'run'
     rc = main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(out), '--size', '32', '32', '--interp', 'nearest',
-               '--intensity', 'none', '--dice', 'squared', '--decay', 'all', '--last-batch', 'keep'])
+               '--intensity', 'none', '--dice', 'squared', '--decay', 'all', '--last-batch', 'keep', '--valid-dice', 'volume', '--test-on', 'best'])
     assert rc == 0
     card = json.loads((out/'result.json').read_text())
     assert {k: card['config'][k] for k in ('interp', 'intensity', 'dice', 'decay', 'last_batch')} == dict(
         interp='nearest', intensity='none', dice='squared', decay='all', last_batch='keep')
     assert card['preprocessing']['interp'] == 'nearest' and card['preprocessing']['intensity'] == 'none'
+    hist = card['stages']['train']['history']
+    assert all('vol_dice' in h and 'fg_dice' not in h for h in hist)   # the validation quantity is named as what it is
 
 def test_window_with_another_intensity_is_one_line(tmp_path):
     err = io.StringIO()
@@ -132,3 +134,30 @@ def test_ssl4mis_supervised_trains_on_24_labelled_slices():
     assert apply_protocol(p, 'cps', {'data': 'x'})[0]['bs'] == 12
     values, record = apply_protocol(p, 'supervised', {'data': 'x', 'bs': 6})
     assert 'bs' not in values and 'bs' in record['overridden']          # what the user says still wins
+
+def test_volume_validation_dice_is_val_2d():
+    "--valid-dice volume: each slice's argmax zoomed back with order 0, Dice per class per volume, 0 for an empty prediction (val_2D.py)."
+    from types import SimpleNamespace
+    from fastai.data.load import DataLoader
+    from semicontrast.callbacks import ForegroundDice
+    cases = synthetic_phantoms(2, seed=5)
+    p = Preprocess(size=(32, 32), spatial='resize', intensity='none', interp='nearest')
+    ds = SliceDataset(cases, p); dl = DataLoader(ds, bs=5, shuffle=False)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(len(ds), 3, 32, 32, generator=g); logits[ds.index.index((cases[1].id, 0)):, 2] -= 100   # case 2 never predicts class 2
+    m = ForegroundDice(3, geometry='volume', empty='zero'); m.reset()
+    for s in range(0, len(ds), 5):
+        m.accumulate(SimpleNamespace(pred=logits[s:s + 5], yb=(ds.y[s:s + 5].long(),), dl=dl, dls=SimpleNamespace(prep=p)))
+    want, start = [], 0
+    for c in cases:
+        Z, H, W = c.spatial_shape
+        pred = np.stack([zoom(logits[start + z].argmax(0).numpy(), (H / 32, W / 32), order=0) for z in range(Z)]); start += Z
+        per = []
+        for k in (1, 2):
+            a, b = pred == k, c.label == k
+            per.append(0.0 if a.sum() == 0 else 2 * (a & b).sum() / (a.sum() + b.sum()))   # medpy's dc, guarded as val_2D.py guards it
+        want.append(per)
+    assert want[1][1] == 0.0
+    got = m.per_volume_dice
+    for c, w in zip(cases, want): assert got[c.id] == pytest.approx(w)
+    assert m.value == pytest.approx(np.mean(want))
