@@ -94,6 +94,7 @@ class TwoStreamConsistency(LossTerms):
                  strong=None, # input perturbation of stream b, applied to stream a's input: None or a function x -> x
                  terms:dict|None=None, # extra unsupervised terms {name: (weight, term)}; term(out, y) -> scalar, `out` the model's training dict
                  ignore_index:int=IGNORE_INDEX, # target value of unlabelled pixels
+                 ramp_step:int=1, # the ramp advances once every this many iterations and T counts these steps (SSL4MIS CPS: 150, T = 200)
                 ):
         if not float(cps_weight) >= 0: raise ValueError(f"cps_weight must be >= 0, got {cps_weight}.")
         if rampup_iters is not None and rampup_iters < 0: raise ValueError(f"rampup_iters must be None or >= 0, got {rampup_iters}.")
@@ -107,13 +108,15 @@ class TwoStreamConsistency(LossTerms):
         self.cps_weight, self.cps_threshold, self.on_labelled = float(cps_weight), cps_threshold, bool(on_labelled)
         self.rampup_iters = None if rampup_iters is None else int(rampup_iters)
         self.ramp = self.rampup_iters   # the ramp length in use (set from the fit's length in `before_fit` when None)
+        if int(ramp_step) < 1: raise ValueError(f"ramp_step must be >= 1, got {ramp_step}.")
+        self.ramp_step = int(ramp_step)
         self.split_bn, self.weak, self.strong, self.ignore_index = bool(split_bn), weak, strong, ignore_index
         self.cache, self.last, self.epoch_terms = None, {}, []   # cache: the model's training output for the current batch
 
     def weight(self, it:int) -> float:
-        "lambda(it) = cps_weight * sigmoid_rampup(it, T), T = rampup_iters (or the fit's length when None)."
+        "lambda(it) = cps_weight * sigmoid_rampup(it // ramp_step, T), T = rampup_iters (or the fit's length when None)."
         if self.ramp is None: raise ValueError("rampup_iters=None ramps over the whole fit, whose length is known once fit starts.")
-        return self.cps_weight * sigmoid_rampup(it, self.ramp)
+        return self.cps_weight * sigmoid_rampup(it // self.ramp_step, self.ramp)
 
     def active_terms(self) -> dict:
         "The extra terms with a weight above 0: {name: (weight, term)}."
@@ -129,7 +132,7 @@ class TwoStreamConsistency(LossTerms):
             if need is not None and need not in getattr(m, 'embed', ()):
                 raise ValueError(f"the {name!r} term needs the model's {need!r} output: build {type(m).__name__}(embed=(..., {need!r})), "
                                  f"or set that term's weight to 0.")
-        if self.rampup_iters is None: self.ramp = int(self.learn.n_epoch * len(self.learn.dls.train))
+        if self.rampup_iters is None: self.ramp = int(self.learn.n_epoch * len(self.learn.dls.train)) // self.ramp_step
 
     def inputs(self, x, y) -> tuple:
         "What the model gets in training: (stream a's input, stream b's input or None, BatchNorm groups or None)."

@@ -14,6 +14,7 @@ from .mscs import *
 from .mixcl import *
 from .lrc import *
 from .meanteacher import *
+from .cps import *
 
 _LEARNERS = [m.learner.__name__ for m in METHODS.values() if m.learner is not None]
 __all__ = list(dict.fromkeys(_LEARNERS + ['supervised_learner', 'finetune_learner', 'pretrain_learner', 'METHODS', 'ForegroundDice', 'history']))

@@ -34,7 +34,8 @@ from .method import (SegLearner, with_guard, channels_of, check_classes, two_str
                                  learner_options, Stage, Method, register)
 
 # %% auto #0
-__all__ = ['STRONG_PERTURBATION', 'MSCS', 'CPS', 'MSCSNet', 'PatchContrast', 'PixelContrast', 'MSCSConsistency', 'mscs_learner']
+__all__ = ['STRONG_PERTURBATION', 'MSCS', 'MSCS_CPS', 'MSCSNet', 'PatchContrast', 'PixelContrast', 'MSCSConsistency',
+           'mscs_learner']
 
 # %% ../nbs/19_mscs.ipynb #2cb85f6b
 class MSCSNet(nn.Module):
@@ -276,6 +277,6 @@ _OPTIONS = learner_options(mscs_learner, 'cps_weight', 'patch_weight', 'pixel_we
                            threshold=dict(low=0, high=1), feature_perturb=dict(choices=FEATURE_PERTURBATIONS))
 MSCS = register(Method('mscs', 'MSCS: perturbed streams, cross-supervision, patch-level InfoNCE and pixel-level SupCon',
                        stages=(Stage('train', _train),), options=_OPTIONS, needs_unlabelled=True, learner=mscs_learner))
-CPS = register(Method('cps', 'MSCS without its contrastive terms: cross-supervision between the perturbed streams alone',
+MSCS_CPS = register(Method('mscs_cps', "MSCS without its contrastive terms: cross-supervision between its two perturbed streams alone (an ablation; SSL4MIS's CPS is 'cps')",
                       stages=(Stage('train', _train),), options=_OPTIONS, fixed=dict(patch_weight=0.0, pixel_weight=0.0),
                       needs_unlabelled=True, learner=mscs_learner))

@@ -161,3 +161,20 @@ def test_volume_validation_dice_is_val_2d():
     got = m.per_volume_dice
     for c, w in zip(cases, want): assert got[c.id] == pytest.approx(w)
     assert m.value == pytest.approx(np.mean(want))
+
+def test_cps_is_ssl4mis_cps(tmp_path):
+    "`run cps`: two independent U-Nets (a model file of CPSNet), cross-supervision on the unlabelled half, the reference's ramp, model1 tested."
+    from semicontrast.cps import CPSNet, cps_learner
+    from semicontrast.loaders import two_stream_dls
+    from semicontrast.inference import load_model
+    out = tmp_path/'cps'
+    assert main(['run', 'cps', '--data', 'phantom', '--smoke', '--quiet', '--out', str(out)]) == 0
+    card = json.loads((out/'result.json').read_text())
+    assert card['config']['ramp'] == 'ssl4mis' and card['config']['test_with'] == 'a' and 'cps' in card['stages']['train']['terms'][0]
+    net, info = load_model(out)
+    assert isinstance(net, CPSNet) and net.test_with == 'a' and info['method'] == 'cps'
+    cases = synthetic_phantoms(4, seed=0)
+    learn = cps_learner(two_stream_dls(cases[:2], cases[2:], [], Preprocess(size=(32, 32)), bs_labelled=2, bs_unlabelled=2), 3, base=4, depth=2)
+    cb = learn.two_stream_consistency
+    assert (cb.on_labelled, cb.split_bn, cb.weak, cb.strong, cb.ramp, cb.ramp_step) == (False, False, None, None, 200, 150)
+    assert cb.weight(150 * 200) == pytest.approx(0.1) and cb.weight(2000) == pytest.approx(0.1 * math.exp(-5 * (1 - 13 / 200) ** 2))

@@ -303,8 +303,8 @@ _SCRIPT = Path(sys.executable).parent/'semicontrast'
 ENV = dict(os.environ, OMP_NUM_THREADS='2')
 
 
-@pytest.mark.parametrize('method', ['mscs', 'cps'])
-def test_semicontrast_run_mscs_and_cps_smoke(tmp_path, method):
+@pytest.mark.parametrize('method', ['mscs', 'mscs_cps'])
+def test_semicontrast_run_mscs_and_its_cps_ablation_smoke(tmp_path, method):
     out = tmp_path/method
     r = subprocess.run([str(_SCRIPT), 'run', method, '--smoke', '--quiet', '--out', str(out)],
                        capture_output=True, text=True, env=ENV, timeout=600)

@@ -14,7 +14,7 @@ import pytest
 import semicontrast.learner  # noqa: F401  (registers every method)
 from semicontrast.method import METHODS
 from semicontrast.cli import build_parser
-from semicontrast import ideal, mscs, mixcl, lrc, callbacks
+from semicontrast import ideal, mscs, mixcl, lrc, cps, callbacks
 
 PKG = Path(semicontrast.learner.__file__).parent
 
@@ -22,7 +22,7 @@ PKG = Path(semicontrast.learner.__file__).parent
 # such as models.TwoStreamUNet keep neutral 'off' defaults, e.g. perturb=0.0, and the method sets its value)
 FORWARDED = {
     'ideal': [ideal.DenseContrastivePretrain, ideal.pretrain_learner, callbacks.TwoStreamConsistency],
-    'mscs': [mscs.MSCSConsistency, mscs.MSCSNet], 'cps': [mscs.MSCSConsistency, mscs.MSCSNet],
+    'mscs': [mscs.MSCSConsistency, mscs.MSCSNet], 'mscs_cps': [mscs.MSCSConsistency, mscs.MSCSNet], 'cps': [cps.CPSNet],
     'mixcl': [mixcl.MixCLPretrain, mixcl.MixCLNet], 'identity': [mixcl.MixCLPretrain, mixcl.MixCLNet],
     'lrc': [lrc.RegionContrastPretrain, lrc.LRCNet], 'moco': [lrc.RegionContrastPretrain, lrc.LRCNet],
 }
