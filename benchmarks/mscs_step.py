@@ -1,12 +1,12 @@
 """What MSCS's terms cost: the pixel-level SupCon with bounded sampling against the naive all-pixels form, and one
-training step of supervised / cross-supervision (cps) / full MSCS at the CLI's default size.
+training step of supervised / MSCS's cross-supervision ablation (mscs_cps) / full MSCS at the CLI's default size.
 
 Prints measured figures:
   1. `pixel_contrast_loss` (M pixels per class and stream, forward + backward) at growing image sizes: time and peak
      memory stay flat because the anchor count is bounded by classes x M, not by pixels;
   2. the naive form (SupCon over every pixel of the batch) at the same sizes until it passes `--naive-cap-gib`
      (its N x N similarity matrix is estimated first and not run past the cap);
-  3. one optimiser step (forward, backward, Adam) of the supervised U-Net, of cps and of MSCS on the embedded
+  3. one optimiser step (forward, backward, Adam) of the supervised U-Net, of mscs_cps and of MSCS on the embedded
      hippocampus data at the CLI's default size (bs 16 labelled + 16 unlabelled, base 16), over `--steps` steps.
 
     OMP_NUM_THREADS=2 python benchmarks/mscs_step.py [--steps 10] [--device cpu]
@@ -99,7 +99,7 @@ sup = supervised_learner(supervised_dls(parts['labelled'], parts['valid'], prep,
 two = lambda: two_stream_dls(parts['labelled'], parts['unlabelled'], parts['valid'], prep, bs_labelled=cfg['bs'],
                              bs_unlabelled=cfg['bs'], augment=False, device=dev)
 rows = [('supervised (16 labelled slices)', step_time(sup))]
-for name, kw in (('cps (16 + 16, two streams)', dict(patch_weight=0, pixel_weight=0)), ('mscs (cps + patch + pixel)', {})):
+for name, kw in (('mscs_cps (16 + 16, two perturbed streams)', dict(patch_weight=0, pixel_weight=0)), ('mscs (mscs_cps + patch + pixel)', {})):
     set_seed(0)
     rows.append((name, step_time(mscs_learner(two(), info.n_classes, base=cfg['base'], **kw))))
 for name, s in rows: print(f'  {name:<34} {1000 * s:8.1f} ms per step  ({s / rows[0][1]:.1f} x supervised)')

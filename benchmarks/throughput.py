@@ -7,7 +7,7 @@ four poolings), on the embedded hippocampus data, it prints measured figures:
   2. each method's training step (forward, losses, backward, optimiser step; data loading excluded), mean over
      `--steps` steps after one warm-up step (pre-training batches of `--pretrain-bs` slices), with the peak memory, and the SSL4MIS cross pseudo-supervision step written from its published
      description (two whole U-Nets, SGD 0.01, each trained on the 12 labelled slices and on the other's argmax on all
-     24), timed side by side with the IDEAL, MSCS and cps steps in interleaved rounds: the ratio of each to it;
+     24), timed side by side with the IDEAL, MSCS and mscs_cps steps in interleaved rounds: the ratio of each to it;
   3. a prediction pass (validation) in slices per second;
   4. the projected wall time of every shipped protocol preset: its steps x the measured step time of the method, plus
      its validations (iters / valid_every passes over `--valid-slices` slices, an assumption printed with it).
@@ -27,7 +27,7 @@ from semicontrast.loaders import Preprocess, supervised_dls, two_stream_dls, pre
 from semicontrast.superpixels import region_dls
 from semicontrast.models import UNet
 from semicontrast.losses import DiceCELoss, cross_pseudo_loss
-from semicontrast.learner import (supervised_learner, ideal_learner, mscs_learner, meanteacher_learner, mixcl_learner,
+from semicontrast.learner import (supervised_learner, ideal_learner, mscs_learner, cps_learner, meanteacher_learner, mixcl_learner,
                                   lrc_learner)
 from semicontrast.protocols import load_protocols
 
@@ -105,7 +105,7 @@ pool = lambda: on(pooled_dls([PoolSource('hippocampus', unl, prep, info.class_na
 t0 = time.perf_counter(); reg = on(region_dls(unl, parts['valid'], prep, bs=2 * a.bs, seed=0)); t_sp = time.perf_counter() - t0
 
 print('\n1. training loaders (main process): slices per second')
-rates = {'supervised': loader_rate(sup().train), 'two-stream (ideal, mscs, cps, meanteacher)': loader_rate(tl().train),
+rates = {'supervised': loader_rate(sup().train), 'two-stream (ideal, mscs, mscs_cps, cps, meanteacher)': loader_rate(tl().train),
          'pre-training (ideal)': loader_rate(pre(2 * a.bs).train), 'pooled (mixcl)': loader_rate(pool().train),
          'regions (lrc, moco)': loader_rate(reg.train)}
 for k, v in rates.items(): print(f'   {k:45} {v:8.1f} slices/s')
@@ -156,7 +156,8 @@ pairs = {'ideal finetune': lambda: ideal_learner(tl(), K, stage='finetune', **kw
          'ideal finetune, split_bn=False': lambda: ideal_learner(tl(), K, stage='finetune', split_bn=False, **kw),
          'mscs': lambda: mscs_learner(tl(), K, **kw),
          'mscs, split_bn=False': lambda: mscs_learner(tl(), K, split_bn=False, **kw),
-         'cps': lambda: mscs_learner(tl(), K, patch_weight=0., pixel_weight=0., **kw)}
+         'mscs_cps': lambda: mscs_learner(tl(), K, patch_weight=0., pixel_weight=0., **kw),
+         'cps': lambda: cps_learner(tl(), K, **kw)}
 runners = {k: (lambda n, L=make(): learner_times(L, n)) for k, make in pairs.items()}
 ssl = SSL4MISCPS(); runners['SSL4MIS cps (two U-Nets)'] = ssl.times
 got = {k: [] for k in runners}
@@ -169,7 +170,7 @@ for k in names:
     print(f'   {k:32} {steps[k]:7.2f} s/step  (steps {min(got[k]):.2f} to {max(got[k]):.2f} s)', flush=True)
 ref = steps['SSL4MIS cps (two U-Nets)']
 print('   ratio to the SSL4MIS cps step: ' + ', '.join(f'{k} {steps[k] / ref:.2f}' for k in
-      ('ideal finetune', 'mscs', 'cps', 'ideal finetune, split_bn=False', 'mscs, split_bn=False')))
+      ('ideal finetune', 'mscs', 'mscs_cps', 'cps', 'ideal finetune, split_bn=False', 'mscs, split_bn=False')))
 del runners, ssl; gc.collect()
 
 print('\n3. prediction (validation and test): slices per second')
@@ -181,7 +182,7 @@ pred_rate = 4 * a.bs / (time.perf_counter() - t)
 print(f'   U-Net base {a.base}: {pred_rate:.1f} slices/s (two-stream models predict with both decoders: about half)')
 
 print(f'\n4. projected wall time of each protocol preset on this machine (validation: {a.valid_slices} slices per pass, assumed)')
-per_method = {'ideal': ('ideal pretrain', 'ideal finetune'), 'mscs': (None, 'mscs'), 'cps': (None, 'cps'),
+per_method = {'ideal': ('ideal pretrain', 'ideal finetune'), 'mscs': (None, 'mscs'), 'mscs_cps': (None, 'mscs_cps'), 'cps': (None, 'cps'),
               'mixcl': ('mixcl pretrain', 'supervised'), 'lrc': ('lrc pretrain', 'supervised')}
 for name, pr in load_protocols().items():
     s = pr.settings

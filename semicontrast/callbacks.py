@@ -15,7 +15,7 @@ from .losses import cross_pseudo_loss, sigmoid_rampup
 
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss',
+__all__ = ['RAMPS', 'PRECISIONS', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss',
            'NonFiniteLoss', 'FiniteLoss', 'DeviceMixedPrecision', 'poly_decay', 'ForegroundDice']
 
 # %% ../nbs/14_callbacks.ipynb #3b4e969f
@@ -81,6 +81,9 @@ def batch_to_show(learn, # the Learner a callback is attached to, or None
         finally:   # the loader draws a new shuffling generator and augmentations: put everything back
             if saved['rng'] is not None: saved['rng'].setstate(state); dl.rng = saved['rng']
             random.setstate(saved['py']); np.random.set_state(saved['np'])
+
+RAMPS = {'ssl4mis': (200, 150),   # SSL4MIS: sigmoid_rampup(iter // 150, 200), full weight at 30 000 iterations whatever the budget
+         'budget': (None, 1)}     # the same curve stretched over the run (a departure from the reference, named)
 
 class TwoStreamConsistency(LossTerms):
     "Train a two-stream network (`TwoStreamUNet`, `mscs.MSCSNet`): supervised loss on both streams + ramped [cross pseudo-supervision + weighted extra terms]."

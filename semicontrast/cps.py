@@ -12,12 +12,12 @@ from fastai.optimizer import Adam
 from .settings import DEFAULTS
 from .models import UNet, TwoStreamUNet, split_groups, register_architecture
 from .losses import DiceCELoss
-from .callbacks import TwoStreamConsistency, ForegroundDice
+from .callbacks import TwoStreamConsistency, ForegroundDice, RAMPS
 from .method import (SegLearner, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
 
 # %% auto #0
-__all__ = ['RAMPS', 'CPS', 'CPSNet', 'cps_learner']
+__all__ = ['CPS', 'CPSNet', 'cps_learner']
 
 # %% ../nbs/22a_cps.ipynb #6f2ee959
 class CPSNet(nn.Module):
@@ -49,9 +49,6 @@ class CPSNet(nn.Module):
 register_architecture(CPSNet)   # model files can name it (`models.build`)
 
 # %% ../nbs/22a_cps.ipynb #ec485ccf
-RAMPS = {'ssl4mis': (200, 150),   # T = 200 steps of 150 iterations: 0.1 reached at 30 000 iterations, whatever the budget
-         'budget': (None, 1)}     # the same curve stretched over the run (a departure from the reference, named)
-
 def cps_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabelled items in each training batch
                 n_classes:int, # classes including background
                 in_ch:int=None, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # the two U-Nets

@@ -16,7 +16,7 @@ from .settings import DEFAULTS
 from .models import UNet, split_groups, register_architecture, describe
 from .losses import DiceCELoss, sigmoid_rampup
 from .callbacks import LossTerms, EMAUpdate, _unwrap, _item_labelled, preview, batch_to_show
-from .callbacks import ForegroundDice
+from .callbacks import ForegroundDice, RAMPS
 from .method import (SegLearner, with_guard, channels_of, check_classes, two_stream_loaders, stage_record,
                                  learner_options, Stage, Method, register)
 
@@ -48,12 +48,16 @@ class MeanTeacher(LossTerms):
                  rampup_iters:int|None=None, # T of the sigmoid ramp (None: the whole fit; 0: no ramp)
                  noise:float=0.1, noise_clip:float=0.2, # Gaussian noise on the teacher's input: std and clip [SSL4MIS]
                  split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training
-                 ignore_index:int=IGNORE_INDEX):
+                 ignore_index:int=IGNORE_INDEX,
+                 ramp_step:int=1, # the ramp advances once every this many iterations and T counts these steps (SSL4MIS: 150)
+                 consistency_start:int=0, # no consistency before this iteration (SSL4MIS: 1000)
+                ):
         if not 0 <= ema_decay <= 1: raise ValueError(f"ema_decay must be in [0, 1], got {ema_decay}.")
         if not consistency >= 0: raise ValueError(f"consistency must be >= 0, got {consistency}.")
         self.ema_decay, self.consistency, self.rampup_iters = float(ema_decay), float(consistency), rampup_iters
         self.noise, self.noise_clip, self.split_bn, self.ignore_index = float(noise), float(noise_clip), bool(split_bn), ignore_index
         self.teacher, self._ema, self.ramp, self.epoch_terms, self.last = None, None, rampup_iters, [], {}
+        self.ramp_step, self.consistency_start = max(1, int(ramp_step)), int(consistency_start)
 
     def before_fit(self):
         m = _unwrap(self.learn.model)
@@ -62,7 +66,7 @@ class MeanTeacher(LossTerms):
         self.teacher.to(next(m.parameters()).device)
         self._ema = EMAUpdate(self.teacher, m, self.ema_decay)
         self.teacher.requires_grad_(False)
-        if self.rampup_iters is None: self.ramp = int(self.learn.n_epoch * len(self.learn.dls.train))
+        if self.rampup_iters is None: self.ramp = int(self.learn.n_epoch * len(self.learn.dls.train)) // self.ramp_step
 
     def ckpt_state(self) -> dict: return dict(super().ckpt_state(), teacher=self.teacher.state_dict())
     def load_ckpt_state(self, state:dict):
@@ -70,8 +74,8 @@ class MeanTeacher(LossTerms):
         self.teacher.load_state_dict(state['teacher'])
 
     def weight(self, it:int) -> float:
-        "w(it) = consistency * sigmoid_rampup(it, T)."
-        return self.consistency * sigmoid_rampup(it, self.ramp)
+        "w(it) = consistency * sigmoid_rampup(it // ramp_step, T)."
+        return self.consistency * sigmoid_rampup(it // self.ramp_step, self.ramp)
 
     def before_batch(self):
         if not self.training or not len(self.learn.yb): return
@@ -83,7 +87,7 @@ class MeanTeacher(LossTerms):
         x, unl = self.learn.xb[0], ~self.labelled
         sup, it = self.learn.loss, int(self.learn.train_iter)
         cons = self.learn.pred.sum() * 0.
-        if unl.any():
+        if unl.any() and it >= self.consistency_start:
             xu = x[unl]
             with torch.no_grad():
                 self.teacher.train(True)
@@ -93,7 +97,7 @@ class MeanTeacher(LossTerms):
         self.set_loss(self.learn.loss_grad + w * cons, dict(sup=sup, consistency=cons), weight=w)
 
     def after_step(self):
-        self._ema.momentum = min(1 - 1 / (int(self.learn.train_iter) + 2), self.ema_decay)   # warm-up: 1/2, 2/3, ... as SSL4MIS counts steps from 1
+        self._ema.momentum = min(1 - 1 / (int(self.learn.train_iter) + 1), self.ema_decay)   # SSL4MIS's warm-up: 0 (a copy), 1/2, 2/3, ...
         self._ema.update()
 
     def show(self, batch=None, # a two-stream batch (x, y); None: the first training batch of the attached Learner
@@ -123,18 +127,21 @@ def meanteacher_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then 
                         in_ch:int=None, base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # the student U-Net
                         ema_decay:float=0.99, # alpha of the teacher's EMA [SSL4MIS]
                         consistency:float=0.1, # w_max of the ramped student-teacher consistency [SSL4MIS]
-                        rampup_iters:int|None=None, # T of the sigmoid ramp (None: the whole fit)
+                        ramp:str='ssl4mis', # 'ssl4mis': consistency * sigmoid_rampup(iter // 150, 200); 'budget': the same curve over the whole run
+                        consistency_start:int=1000, # no consistency before this iteration [SSL4MIS]
                         noise:float=0.1, # std of the Gaussian noise on the teacher's input [SSL4MIS]
                         noise_clip:float=0.2, # clip of that noise [SSL4MIS]
-                        split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training
+                        split_bn:bool=False, # labelled and unlabelled items through BatchNorm apart in training (SSL4MIS: one pass)
                         model:nn.Module=None, # a student network instead of a new UNet (wrapped in `GroupedForward`)
                         loss_func:nn.Module=None, opt_func=Adam, lr:float=DEFAULTS['lr'], wd:float=1e-4, metrics=None, cbs=None, path='.',
                        ) -> Learner:
     "The fastai `Learner` of Mean Teacher: a student U-Net, its EMA teacher, and a ramped consistency on unlabelled items."
     check_classes(n_classes, 'meanteacher_learner')
     if model is None: model = UNet(in_ch=in_ch if in_ch is not None else channels_of(dls), n_classes=n_classes, base=base, depth=depth)
-    cb = MeanTeacher(ema_decay=ema_decay, consistency=consistency, rampup_iters=rampup_iters, noise=noise, noise_clip=noise_clip,
-                     split_bn=split_bn)
+    if ramp not in RAMPS: raise ValueError(f"ramp={ramp!r}: use one of {', '.join(RAMPS)}.")
+    T, step = RAMPS[ramp]
+    cb = MeanTeacher(ema_decay=ema_decay, consistency=consistency, rampup_iters=T, ramp_step=step, noise=noise, noise_clip=noise_clip,
+                     split_bn=split_bn, consistency_start=consistency_start)
     return SegLearner(dls, GroupedForward(model), loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func,
                    lr=lr, wd=wd, metrics=metrics if metrics is not None else [ForegroundDice(n_classes)],
                    cbs=with_guard([cb] + list(cbs or [])), path=path)
@@ -150,6 +157,7 @@ def _train(ctx):
 
 MEANTEACHER = register(Method('meanteacher', 'Mean Teacher: a student U-Net, its EMA teacher, ramped consistency on unlabelled slices',
     stages=(Stage('train', _train),),
-    options=learner_options(meanteacher_learner, 'ema_decay', 'consistency', 'noise', 'split_bn',
-                            ema_decay=dict(low=0, high=1), consistency=dict(low=0), noise=dict(low=0)),
+    options=learner_options(meanteacher_learner, 'ema_decay', 'consistency', 'noise', 'split_bn', 'ramp', 'consistency_start',
+                            ema_decay=dict(low=0, high=1), consistency=dict(low=0), noise=dict(low=0), ramp=dict(choices=tuple(RAMPS)),
+                            consistency_start=dict(low=0)),
     needs_unlabelled=True, learner=meanteacher_learner))

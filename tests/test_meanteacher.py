@@ -48,7 +48,7 @@ def _reference_consistency(student_logits, teacher_logits) -> float:
 
 def test_loss_is_supervised_plus_ramped_consistency_on_unlabelled_items(cases):
     set_seed(0)
-    learn = meanteacher_learner(_dls(cases), 3, base=4, depth=2, noise=0.0, rampup_iters=6, cbs=[Spy()])
+    learn = meanteacher_learner(_dls(cases), 3, base=4, depth=2, noise=0.0, ramp='budget', consistency_start=0, cbs=[Spy()])
     with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-3)
     spy = learn.spy
     assert len(spy.rows) >= 4
@@ -57,7 +57,8 @@ def test_loss_is_supervised_plus_ramped_consistency_on_unlabelled_items(cases):
         assert unl.any() and (~unl).any()
         sup = DiceCELoss()(r['pred'], r['y'])
         L = r['loss']
-        w = 0.1 * sigmoid_rampup(r['it'], 6)
+        w = 0.1 * sigmoid_rampup(r['it'], learn.mean_teacher.ramp)   # 'budget': the ramp spans the fit
+        assert learn.mean_teacher.ramp == 2 * len(learn.dls.train)
         assert float(L['weight']) == pytest.approx(w)
         assert float(L['sup']) == pytest.approx(float(sup), rel=1e-5)
         assert float(L['loss']) == pytest.approx(float(sup) + w * float(L['consistency']), rel=1e-5)
@@ -67,7 +68,7 @@ def test_consistency_term_matches_the_slow_reference(cases):
     "With dropout off and no noise, the recorded consistency equals the loop reference on the unlabelled items."
     set_seed(0)
     model = UNet(in_ch=1, n_classes=3, base=4, depth=2, dropout=0.0)
-    learn = meanteacher_learner(_dls(cases), 3, model=model, noise=0.0, cbs=[Spy()])
+    learn = meanteacher_learner(_dls(cases), 3, model=model, noise=0.0, consistency_start=0, cbs=[Spy()])
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     r = learn.spy.rows[1]
     t = GroupedForward(UNet(in_ch=1, n_classes=3, base=4, depth=2, dropout=0.0)).train()
@@ -80,7 +81,7 @@ def test_consistency_term_matches_the_slow_reference(cases):
 
 
 def test_teacher_is_an_ema_with_warm_up(cases):
-    "Step 1 averages teacher and student half and half (alpha = 1/2), step 2 with alpha = 2/3, then alpha = 0.99 at most."
+    "train_mean_teacher_2D.py:85-89, 143, 179, 184: alpha = min(1 - 1/(iter_num + 1), 0.99) with iter_num 0 at the first step: a copy, then 1/2."
     set_seed(0)
     learn = meanteacher_learner(_dls(cases), 3, base=4, depth=2, cbs=[Spy()])
     snaps = []
@@ -92,7 +93,7 @@ def test_teacher_is_an_ema_with_warm_up(cases):
     learn.add_cb(After())
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     rows = learn.spy.rows
-    for k, alpha in ((0, 1 / 2), (1, 2 / 3)):
+    for k, alpha in ((0, 0.0), (1, 1 / 2), (2, 2 / 3)):
         before = rows[k]['teacher']
         teacher, student = snaps[k]
         for tb, ta, s in zip(before, teacher, student):
@@ -131,7 +132,7 @@ def test_bad_arguments():
 
 def test_registered_with_its_learner_defaults():
     assert METHODS['meanteacher'] is MEANTEACHER and MEANTEACHER.needs_unlabelled
-    assert MEANTEACHER.defaults() == {'ema_decay': 0.99, 'consistency': 0.1, 'noise': 0.1, 'split_bn': True}
+    assert MEANTEACHER.defaults() == {'ema_decay': 0.99, 'consistency': 0.1, 'noise': 0.1, 'split_bn': False, 'ramp': 'ssl4mis', 'consistency_start': 1000}
 
 
 def test_semicontrast_run_meanteacher_smoke_and_resume_is_exact(tmp_path):
@@ -160,3 +161,14 @@ def test_semicontrast_run_meanteacher_smoke_and_resume_is_exact(tmp_path):
     assert res['per_case'] == full['per_case'] and res['history'] == full['history']
     a = torch.load(tmp_path/'full'/'model.pth', weights_only=True)['state_dict']; b = torch.load(tmp_path/'cut'/'model.pth', weights_only=True)['state_dict']
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_reference_ramp_and_start(cases):
+    "train_mean_teacher_2D.py:80-82, 169-174: w = 0.1 * sigmoid_rampup(iter // 150, 200), and no consistency before iteration 1000."
+    import math
+    learn = meanteacher_learner(_dls(cases), 3, base=4, depth=2, cbs=[Spy()])
+    cb = learn.mean_teacher
+    for t in (0, 149, 150, 999, 1000, 2000, 29999, 30000):
+        assert cb.weight(t) == pytest.approx(0.1 * math.exp(-5 * (1 - min(t // 150, 200) / 200) ** 2))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert all(float(r['loss']['consistency']) == 0 for r in learn.spy.rows)   # the first iterations: the term is off
