@@ -11,7 +11,7 @@ from .core import DataError
 from .data import absent_classes
 
 # %% auto #0
-__all__ = ['volume_metrics', 'summarize', 'predict_volume', 'evaluate']
+__all__ = ['volume_metrics', 'medpy_metrics', 'summarize', 'predict_volume', 'evaluate']
 
 # %% ../nbs/10_metrics.ipynb #f3108059
 def _monai_metrics():
@@ -45,8 +45,10 @@ def volume_metrics(pred, # predicted class map (Z, H, W), integer dtype (numpy o
                    target, # ground-truth class map (Z, H, W), integer dtype
                    spacing, # voxel size (sz, sy, sx) in mm, same axis order as the arrays
                    n_classes:int, # number of classes including background (0)
+                   definition:str='monai', # 'monai' (ours, above) or 'medpy' (SSL4MIS's test_2D_fully.py; see below)
                   ) -> dict:
     "Dice, HD95 (mm) and ASD (mm) per foreground class: {c: {'dice','hd95','asd'}}; empty structures follow the fixed rule above."
+    if definition not in ('monai', 'medpy'): raise DataError(f"volume_metrics: definition={definition!r}; use 'monai' or 'medpy'.")
     pred, target = _as_label_array(pred, 'pred'), _as_label_array(target, 'target')
     if pred.shape != target.shape:
         raise DataError(f"volume_metrics: pred has shape {pred.shape} but target has shape {target.shape}; they must match "
@@ -67,6 +69,7 @@ def volume_metrics(pred, # predicted class map (Z, H, W), integer dtype (numpy o
     out = {}
     for c in range(1, n_classes):
         p, g = pred == c, target == c
+        if definition == 'medpy': out[c] = medpy_metrics(p, g, sp); continue
         if not p.any() and not g.any(): out[c] = dict(dice=1.0, hd95=0.0, asd=0.0); continue
         if not p.any() or not g.any(): out[c] = dict(dice=0.0, hd95=diag, asd=diag); continue
         P, G = (torch.from_numpy(a)[None, None].float() for a in (p, g))   # one-hot (1, 1, *spatial)
@@ -76,6 +79,28 @@ def volume_metrics(pred, # predicted class map (Z, H, W), integer dtype (numpy o
                           hd95=float(compute_hd(P, G, include_background=True, percentile=95, spacing=list(sp))[0, 0]),
                           asd=float(compute_asd(P, G, include_background=True, symmetric=True, spacing=list(sp))[0, 0]))
     return out
+
+# %% ../nbs/10_metrics.ipynb #23b9dc35
+def _surface(mask:np.ndarray) -> np.ndarray:
+    "Voxels of `mask` with a face neighbour outside it (outside the array counts as outside)."
+    from scipy.ndimage import binary_erosion, generate_binary_structure
+    return mask & ~binary_erosion(mask, generate_binary_structure(mask.ndim, 1), iterations=1, border_value=0)
+
+def _surface_distances(a:np.ndarray, b:np.ndarray, spacing) -> np.ndarray:
+    "Distance (in the units of `spacing`) from every surface voxel of `a` to the nearest surface voxel of `b`."
+    from scipy.ndimage import distance_transform_edt
+    return distance_transform_edt(~_surface(b), sampling=spacing)[_surface(a)]
+
+def medpy_metrics(pred:np.ndarray, # boolean mask of one class in the prediction
+                  target:np.ndarray, # boolean mask of the same class in the label
+                  spacing, # voxel size per axis (the units of HD95 and ASD)
+                 ) -> dict:
+    "Dice, HD95 and ASD as medpy defines them (pooled HD95, ASD from prediction to label), an empty mask scoring 0, 0, 0 (SSL4MIS)."
+    pred, target = np.asarray(pred, bool), np.asarray(target, bool)
+    if not pred.any() or not target.any(): return dict(dice=0.0, hd95=0.0, asd=0.0)
+    d_pt, d_tp = _surface_distances(pred, target, spacing), _surface_distances(target, pred, spacing)
+    return dict(dice=float(2 * (pred & target).sum() / (pred.sum() + target.sum())),
+                hd95=float(np.percentile(np.hstack([d_pt, d_tp]), 95)), asd=float(d_pt.mean()))
 
 # %% ../nbs/10_metrics.ipynb #dfbaabc6
 def _names(classes, class_names) -> dict:
@@ -160,6 +185,7 @@ def evaluate(model, # segmentation network
              n_classes:int, # classes including background
              class_names=None, # names by class id (background first) or dict; None -> 'class_<c>'
              device=None, # as in `predict_volume`
+             definition:str='monai', # the distance definitions: 'monai' (ours) or 'medpy' (SSL4MIS's), see `volume_metrics`
             ) -> dict:
     "Predict every case and score it in 3D: dict(per_case={id: {class name: metrics}}, per_class=..., mean=..., std=...)."
     cases = list(cases)
@@ -169,7 +195,7 @@ def evaluate(model, # segmentation network
         if case.label is None: raise DataError(f"evaluate: case {case.id!r} has no label; evaluate only labelled cases (valid/test parts of the split).")
         if case.id in per_case: raise DataError(f"evaluate: case id {case.id!r} appears twice; case ids must be unique.")
         pred = predict_volume(model, case, prep, device=device)
-        per_case[case.id] = volume_metrics(pred, case.label, case.spacing, n_classes)
+        per_case[case.id] = volume_metrics(pred, case.label, case.spacing, n_classes, definition=definition)
     summary = summarize(per_case, class_names, absent=absent_classes(cases, n_classes))   # classes in no test label: apart
     names = _names(sorted(next(iter(per_case.values()))), class_names)
     named = {cid: {names[c]: m for c, m in res.items()} for cid, res in per_case.items()}

@@ -173,6 +173,9 @@ RUN_SETTINGS = {o.name: o for o in (
     Option('valid_dice', 'model', "validation Dice: 'model' (fg_dice: per volume at the model size; a class absent from prediction and "
            "label scores 1) or 'volume' (vol_dice, SSL4MIS's val_2D.py: per volume in its own geometry; an empty prediction scores 0)", str,
            choices=('model', 'volume'), tag='ours: no zoom back at every validation'),
+    Option('metrics', 'monai', "test distances: 'monai' (HD95 the larger directed 95th percentile, symmetric ASD, an empty structure "
+           "scored by the fixed rule) or 'medpy' (SSL4MIS: pooled HD95, ASD from prediction to label, an empty mask 0)", str,
+           choices=('monai', 'medpy'), tag="ours: MONAI's definitions"),
     Option('test_on', 'last', "weights to test: 'last' or 'best' validation Dice (SSL4MIS); both are saved (model.pth, models/)", str,
            choices=('last', 'best'), tag='ours: no model selection unless asked'),
     Option('precision', 'fp32', 'fp32, or mixed precision bf16 / fp16; contrastive logits stay fp32', str, choices=('fp32', 'bf16', 'fp16'),

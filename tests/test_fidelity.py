@@ -178,3 +178,26 @@ def test_cps_is_ssl4mis_cps(tmp_path):
     cb = learn.two_stream_consistency
     assert (cb.on_labelled, cb.split_bn, cb.weak, cb.strong, cb.ramp, cb.ramp_step) == (False, False, None, None, 200, 150)
     assert cb.weight(150 * 200) == pytest.approx(0.1) and cb.weight(2000) == pytest.approx(0.1 * math.exp(-5 * (1 - 13 / 200) ** 2))
+
+def test_medpy_definitions_against_brute_force():
+    "HD95 pooled over both directions, ASD directed (prediction -> label), surfaces by face neighbours; an empty mask 0, 0, 0."
+    from semicontrast.metrics import medpy_metrics, volume_metrics
+    rng = np.random.default_rng(7)
+    a = rng.random((5, 8, 7)) > 0.6; b = np.roll(a, 1, axis=1) | (rng.random(a.shape) > 0.9)
+    sp = np.array([2.0, 1.0, 0.7])
+    def surf(m):
+        pts = [i for i in zip(*np.nonzero(m)) if any(not (0 <= i[ax] + s < m.shape[ax]) or not m[tuple(i[k] + (s if k == ax else 0) for k in range(3))]
+                                                  for ax in range(3) for s in (-1, 1))]
+        return np.array(pts, float) * sp
+    def d(x, y): X, Y = surf(x), surf(y); return np.sqrt(((X[:, None] - Y[None]) ** 2).sum(-1)).min(1)
+    m = medpy_metrics(a, b, sp)
+    assert m['hd95'] == pytest.approx(np.percentile(np.hstack([d(a, b), d(b, a)]), 95))
+    assert m['asd'] == pytest.approx(d(a, b).mean()) and m['dice'] == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()))
+    assert medpy_metrics(a, np.zeros_like(a), sp) == dict(dice=0.0, hd95=0.0, asd=0.0)
+    two = volume_metrics(np.zeros((3, 4, 4), np.uint8), np.ones((3, 4, 4), np.uint8), (1, 1, 1), 2, definition='medpy')
+    assert two[1] == dict(dice=0.0, hd95=0.0, asd=0.0)                  # the reference's rule for an empty prediction
+
+def test_the_card_names_the_metric_definition(tmp_path):
+    out = tmp_path/'m'
+    assert main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(out), '--metrics', 'medpy']) == 0
+    assert json.loads((out/'result.json').read_text())['config']['metrics'] == 'medpy'
