@@ -201,3 +201,17 @@ def test_the_card_names_the_metric_definition(tmp_path):
     out = tmp_path/'m'
     assert main(['run', 'supervised', '--data', 'phantom', '--smoke', '--quiet', '--out', str(out), '--metrics', 'medpy']) == 0
     assert json.loads((out/'result.json').read_text())['config']['metrics'] == 'medpy'
+
+def test_resident_memory_stops_growing(tmp_path, monkeypatch):
+    "Many iterations: the resident memory at each validation after the first few stays within a few MB (no per-iteration leak)."
+    import psutil
+    import fastai.learner
+    marks, orig = [], fastai.learner.Learner._do_epoch_validate
+    def spy(self, *a, **k):
+        marks.append(psutil.Process().memory_info().rss); return orig(self, *a, **k)
+    monkeypatch.setattr(fastai.learner.Learner, '_do_epoch_validate', spy)
+    assert main(['run', 'cps', '--data', 'phantom', '--quiet', '--out', str(tmp_path/'o'), '--iters', '160', '--valid-every', '16',
+                 '--bs', '4', '--size', '32', '32', '--base', '8', '--labeled', '3', '--valid', '1', '--test', '1']) == 0
+    assert len(marks) == 10
+    growth = (max(marks[3:]) - marks[3]) / 2**20
+    assert growth < 40, f'resident memory grew {growth:.0f} MB over 96 iterations: {[round(m / 2**20) for m in marks]}'
