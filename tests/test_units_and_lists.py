@@ -59,7 +59,7 @@ def test_spacing_is_refused_for_files_with_their_own(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------------ --split lists
 def test_split_lists_uses_the_datasets_own_parts(tmp_path):
-    "SSL4MIS layout: test and val from their lists, the first --labeled training patients (sorted) labelled."
+    "SSL4MIS layout: test and val from their lists, the first --labeled training patients (in file order) labelled."
     root = _ssl4mis(tmp_path/'acdc')
     assert main(['run', 'supervised', '--data', str(root), '--format', 'acdc_h5', '--smoke', '--quiet', '--split', 'lists',
                  '--labeled', '2', '--out', str(tmp_path/'r')]) == 0
@@ -67,7 +67,7 @@ def test_split_lists_uses_the_datasets_own_parts(tmp_path):
     lists = {p: (root/f'{p}.list').read_text().split() for p in ('train', 'val', 'test')}
     assert card['split']['labelled'] == lists['train'][:2] and card['split']['unlabelled'] == lists['train'][2:]
     assert card['split']['valid'] == lists['val'] and card['split']['test'] == lists['test']
-    assert 'first --labeled patients of train.list' in card['config']['split_convention']
+    assert 'first --labeled patients in file order' in card['config']['split_convention']
 
 
 def _la(root, n_train=6, n_test=2):
