@@ -627,13 +627,21 @@ def search_entries(name:str, page:str) -> list[dict]:
     if not heads: out.append({'t': title, 'h': title, 'u': f'{name}.html', 'x': ' '.join(_text(body).split())[:600]})
     return out
 
-def site_pass(out:Path, root:Path=ROOT) -> dict:
-    """After pages are written: link backticked API names on every page in `out` to the page documenting them, and
+_re_sidebar = re.compile(r'<aside\b[^>]*\bclass="sc-sidebar"[^>]*>.*?</aside>', re.DOTALL)   # attributes in any order
+_re_prevnext = re.compile(r'<nav\b[^>]*\bclass="sc-prevnext"[^>]*>.*?</nav>', re.DOTALL)
+
+def site_pass(out:Path, root:Path=ROOT, pages:list[dict]|None=None) -> dict:
+    """After pages are written: give every page in `out` the sidebar and previous / next links of `pages` (so that a page
+    rendered earlier lists a page added or renamed since), link backticked API names to the page documenting them, and
     write the search index over all pages (assets/sc-search.js) and the site script (assets/sc-site.js)."""
     import json
     files = sorted(out.glob('*.html'))
     known, anchors = api_symbols(root), {}
     texts = {f.stem: f.read_text(encoding='utf-8') for f in files}
+    if pages is not None:
+        for stem, page in texts.items():
+            page = _re_sidebar.sub(lambda m: sidebar(pages, stem), page, count=1)
+            texts[stem] = _re_prevnext.sub(lambda m: prev_next(pages, stem), page, count=1)
     for stem, page in texts.items():
         for sym in _re_sym_heading.findall(page):
             if sym in known and sym not in anchors: anchors[sym] = f'{stem}.html#{sym}'
@@ -641,7 +649,7 @@ def site_pass(out:Path, root:Path=ROOT) -> dict:
     for f in files:
         page = doclinks(texts[f.stem], anchors)
         n_links += page.count('class="sc-doclink"')
-        if page != texts[f.stem]: f.write_text(page, encoding='utf-8')
+        if page != f.read_text(encoding='utf-8'): f.write_text(page, encoding='utf-8')
         entries += search_entries(f.stem, page)
     (out/'assets').mkdir(parents=True, exist_ok=True)
     (out/'assets'/'sc-search.js').write_text('window.SC_SEARCH_INDEX = ' + json.dumps(entries, ensure_ascii=False, separators=(',', ':')) + ';\n', encoding='utf-8')
@@ -737,7 +745,7 @@ def main(argv=None) -> int:
             failed.append(name)
             print(f'  FAILED  {name:<28} {time.time()-t0:6.1f} s  ({p})\n{_indent(msg)}', file=sys.stderr, flush=True)
     print(f'render_docs: {len(todo)-len(failed)} page(s) written in {time.time()-t_all:.1f} s', flush=True)
-    st = site_pass(out, root)
+    st = site_pass(out, root, site_pages)
     print(f"render_docs: site: {st['pages']} pages, {st['symbols']} API names, {st['links']} doc links, "
           f"{st['entries']} search entries", flush=True)
     if failed:
