@@ -327,9 +327,9 @@ class ForegroundDice(Metric):
         if getattr(ds, 'index', None) is None or prep is None or getattr(learn.dl, 'shuffle', False):
             raise DataError("ForegroundDice(geometry='volume') needs validation slices in order with their cases (a SliceDataset) and "
                             "dls.prep; use geometry='model' for other loaders.")
-        by_id = getattr(ds, '_by_id', None) or {c.id: c for c in ds.cases}; ds._by_id = by_id
+        if getattr(self, '_ds', None) is not ds: self._ds, self._by_id = ds, {c.id: c for c in ds.cases}   # once per dataset
         for i in range(n):
-            cid, z = ds.index[start + i]; case = by_id[cid]
+            cid, z = ds.index[start + i]; case = self._by_id[cid]
             H, W = case.spatial_shape[1:]
             p = torch.from_numpy(prep.logits_to_volume(logits[i:i + 1].detach().float().cpu(), (1, H, W)).astype(np.int64))
             self.update(p, torch.from_numpy(case.label[z:z + 1].astype(np.int64)), [cid])
