@@ -320,6 +320,11 @@ class ForegroundDice(Metric):
         cases = self._cases(learn.dl, len(y))
         self.update(class_map(pred), y, cases if cases is not None and len(cases) == len(y) else None)
 
+    def as_ssl4mis(self):
+        "Validate as SSL4MIS's `val_2D.py` does: per volume in its own geometry, an empty prediction 0, shown as `vol_dice`."
+        self.geometry, self.empty, self._name = 'volume', 'zero', 'vol_dice'
+        return self
+
     def _accumulate_in_volumes(self, learn, logits, n:int):
         "Each slice's prediction zoomed back to its volume's slice (`Preprocess.logits_to_volume`) and scored against the volume's own label."
         start = self.seen; self.seen += n

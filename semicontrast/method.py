@@ -242,7 +242,7 @@ class RunContext:
         keep = dict({k: v for k, v in cfg.items() if k not in CKPT_IGNORE}, stage=stage)   # what a resume must match
         cbs = [Checkpoint(file, keep)]
         for m in learn.metrics:   # --valid-dice volume: SSL4MIS's validation quantity (val_2D.py), under a name of its own
-            if isinstance(m, ForegroundDice) and cfg['valid_dice'] == 'volume': m.geometry, m.empty, m._name = 'volume', 'zero', 'vol_dice'
+            if isinstance(m, ForegroundDice) and cfg['valid_dice'] == 'volume': m.as_ssl4mis()
         dice = next((m.name for m in learn.metrics if isinstance(m, ForegroundDice)), None)
         kb = KeepBest(dice, f'{stage}_best', self.out, save=self.save_model if self.prep is not None else None) if dice and stage != 'pretrain' else None
         if kb is not None: cbs.append(kb)   # the best validation epoch's weights, beside the last ones
