@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_callbacks.ipynb #3d2d1a49
 from __future__ import annotations
-import contextlib, math, random
+import contextlib, ctypes, ctypes.util, math, random
 import numpy as np
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ from .losses import cross_pseudo_loss, sigmoid_rampup
 
 # %% auto #0
 __all__ = ['RAMPS', 'PRECISIONS', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss',
-           'NonFiniteLoss', 'FiniteLoss', 'DeviceMixedPrecision', 'poly_decay', 'ForegroundDice']
+           'NonFiniteLoss', 'FiniteLoss', 'ReleaseMemory', 'DeviceMixedPrecision', 'poly_decay', 'ForegroundDice']
 
 # %% ../nbs/14_callbacks.ipynb #3b4e969f
 class LossTerms(Callback):
@@ -265,6 +265,24 @@ class FiniteLoss(Callback):
             f"the {phase} loss became {float(loss.detach().float().sum())} at epoch {self.learn.epoch}, iteration {self.learn.iter}: "
             f"non-finite term(s): {where}. Usual causes: a learning rate too high (lower --lr), a temperature too small, "
             "fp16 overflow (train in fp32 or bf16), or NaN/inf in the input images.")
+
+# %% ../nbs/14_callbacks.ipynb #142a34b7
+def _malloc_trim():
+    "glibc's `malloc_trim`, or None where the C library has none (macOS, Windows, musl)."
+    try: return ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').malloc_trim
+    except (OSError, AttributeError): return None
+
+class ReleaseMemory(Callback):
+    "Every `every` training batches and after each validation, return the memory the process has freed to the system (glibc `malloc_trim`)."
+    order = 99
+    def __init__(self, every:int=20, # training batches between two trims
+                 trim=None, # the function to call with 0 (default: glibc's malloc_trim; None where there is none)
+                ):
+        self.every, self.trim = int(every), trim if trim is not None else _malloc_trim()
+    def after_batch(self):
+        if self.trim is not None and self.training and self.learn.iter % self.every == self.every - 1: self.trim(0)
+    def after_validate(self):
+        if self.trim is not None: self.trim(0)
 
 # %% ../nbs/14_callbacks.ipynb #377a0b08
 from fastai.callback.fp16 import MixedPrecision, AMPMode

@@ -41,8 +41,10 @@ def run_settings(m, # the `Method` being run
                             f"({', '.join(n for n, x in METHODS.items() if x.pretrains)}), not '{m.name}'.")
     smoke = RUN_SETTINGS['smoke'].check(given.get('smoke', False))
     proto, record = {}, None
-    if given.get('protocol') is not None: proto, record = apply_protocol(get_protocol(given['protocol']), m.name, given)
-    stated = {**proto, **given}
+    if given.get('protocol') is not None:   # a protocol may also set the method's own options (its per_method part)
+        proto, record = apply_protocol(get_protocol(given['protocol']), m.name, {**given, **{k: v for k, v in options.items() if v is not None}})
+        options = {**{k: v for k, v in proto.items() if k not in RUN_SETTINGS}, **{k: v for k, v in options.items() if v is not None}}
+    stated = {**{k: v for k, v in proto.items() if k in RUN_SETTINGS}, **given}
     cfg = dict(method=m.name)
     for k, o in RUN_SETTINGS.items():
         v = stated.get(k, NOT_GIVEN)

@@ -13,7 +13,7 @@ from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 from .core import IGNORE_INDEX
 from .settings import DEFAULTS
-from .models import UNet, split_groups, register_architecture, describe
+from .models import UNet, split_groups, register_architecture, describe, NET_CHOICES
 from .losses import DiceCELoss, sigmoid_rampup
 from .callbacks import LossTerms, EMAUpdate, _unwrap, _item_labelled, preview, batch_to_show
 from .callbacks import ForegroundDice, RAMPS
@@ -132,12 +132,15 @@ def meanteacher_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then 
                         noise:float=0.1, # std of the Gaussian noise on the teacher's input [SSL4MIS]
                         noise_clip:float=0.2, # clip of that noise [SSL4MIS]
                         split_bn:bool=False, # labelled and unlabelled items through BatchNorm apart in training (SSL4MIS: one pass)
+                        head:int=1, # classifier kernel: 1 (ours) or 3 (SSL4MIS's 3x3 out_conv, networks/unet.py)
+                        init:str='kaiming', # starting weights: 'kaiming' (ours) or 'pytorch' (the layers' defaults, as SSL4MIS leaves them)
                         model:nn.Module=None, # a student network instead of a new UNet (wrapped in `GroupedForward`)
                         loss_func:nn.Module=None, opt_func=Adam, lr:float=DEFAULTS['lr'], wd:float=1e-4, metrics=None, cbs=None, path='.',
                        ) -> Learner:
     "The fastai `Learner` of Mean Teacher: a student U-Net, its EMA teacher, and a ramped consistency on unlabelled items."
     check_classes(n_classes, 'meanteacher_learner')
-    if model is None: model = UNet(in_ch=in_ch if in_ch is not None else channels_of(dls), n_classes=n_classes, base=base, depth=depth)
+    if model is None: model = UNet(in_ch=in_ch if in_ch is not None else channels_of(dls), n_classes=n_classes, base=base, depth=depth,
+                                   head=head, init=init)
     if ramp not in RAMPS: raise ValueError(f"ramp={ramp!r}: use one of {', '.join(RAMPS)}.")
     T, step = RAMPS[ramp]
     cb = MeanTeacher(ema_decay=ema_decay, consistency=consistency, rampup_iters=T, ramp_step=step, noise=noise, noise_clip=noise_clip,
@@ -157,7 +160,7 @@ def _train(ctx):
 
 MEANTEACHER = register(Method('meanteacher', 'Mean Teacher: a student U-Net, its EMA teacher, ramped consistency on unlabelled slices',
     stages=(Stage('train', _train),),
-    options=learner_options(meanteacher_learner, 'ema_decay', 'consistency', 'noise', 'split_bn', 'ramp', 'consistency_start',
+    options=learner_options(meanteacher_learner, 'ema_decay', 'consistency', 'noise', 'split_bn', 'ramp', 'consistency_start', 'head', 'init',
                             ema_decay=dict(low=0, high=1), consistency=dict(low=0), noise=dict(low=0), ramp=dict(choices=tuple(RAMPS)),
-                            consistency_start=dict(low=0)),
+                            consistency_start=dict(low=0), **NET_CHOICES),
     needs_unlabelled=True, learner=meanteacher_learner))

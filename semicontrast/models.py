@@ -14,9 +14,9 @@ from .core import DataError, load_torch_dict, atomic_write, package_versions
 from .loaders import Preprocess
 
 # %% auto #0
-__all__ = ['FEATURE_PERTURBATIONS', 'ARCHITECTURES', 'MODEL_FORMAT', 'ENCODER_FORMAT', 'unet_widths', 'ConvBlock', 'Encoder',
-           'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights', 'EncoderDecoder', 'UNet',
-           'FeaturePerturbation', 'split_groups', 'TwoStreamUNet', 'register_architecture', 'describe', 'build',
+__all__ = ['INITS', 'NET_CHOICES', 'FEATURE_PERTURBATIONS', 'ARCHITECTURES', 'MODEL_FORMAT', 'ENCODER_FORMAT', 'unet_widths',
+           'ConvBlock', 'Encoder', 'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights', 'EncoderDecoder',
+           'UNet', 'FeaturePerturbation', 'split_groups', 'TwoStreamUNet', 'register_architecture', 'describe', 'build',
            'save_model', 'BasicUNetEncoder', 'FeatureUNet', 'save_encoder', 'load_encoder']
 
 # %% ../nbs/08_models.ipynb #b92945ed
@@ -119,8 +119,10 @@ class Decoder(nn.Module):
                  n_classes:int, # number of output classes (background included)
                  up:str='transpose', # 'transpose' (learned 2x2 transposed conv) or 'bilinear' (1x1 conv + bilinear)
                  dropout:float=0.0, # dropout inside the up blocks: one number or one per up step (coarse to fine)
+                 head:int=1, # kernel of the classifier convolution: 1 or 3 (SSL4MIS)
                 ):
         super().__init__()
+        if head not in (1, 3): raise ValueError(f"head={head!r}: the classifier kernel is 1 or 3.")
         self.widths, self.n_classes, self.up = tuple(int(w) for w in widths), int(n_classes), up
         if len(self.widths) < 2: raise ValueError(f"Decoder needs at least 2 widths, got {self.widths}.")
         if self.n_classes < 1: raise ValueError(f"n_classes must be >= 1, got {n_classes}.")
@@ -128,7 +130,8 @@ class Decoder(nn.Module):
         self.dropout = _dropout_schedule(dropout, self.depth)
         w = self.widths
         self.blocks = nn.ModuleList([UpBlock(w[i], w[i-1], w[i-1], up, self.dropout[self.depth - i]) for i in range(self.depth, 0, -1)])
-        self.head = nn.Conv2d(w[0], self.n_classes, 1)
+        self.head_kernel = int(head)
+        self.head = nn.Conv2d(w[0], self.n_classes, head, padding=head // 2)
 
     def forward(self, feats:Sequence, return_features:bool=False):
         "Logits (B, n_classes, H, W); with `return_features` also the list of up-step outputs, coarse to fine."
@@ -141,10 +144,17 @@ class Decoder(nn.Module):
         return (logits, dec) if return_features else logits
 
 # %% ../nbs/08_models.ipynb #70285f54
-def init_weights(m:nn.Module):
-    "Kaiming-normal init for (transposed) convolutions, zero biases, identity BatchNorm."
+INITS = ('kaiming', 'pytorch')   # how a new network's weights start (`init_weights`)
+NET_CHOICES = dict(head=dict(choices=(1, 3)), init=dict(choices=INITS))   # the values of the learners' `head` and `init` options
+
+def init_weights(m:nn.Module, scheme:str='kaiming', # 'kaiming' (ours) or 'pytorch' (each layer's own default, as SSL4MIS leaves them)
+                ):
+    "Kaiming-normal init for (transposed) convolutions, zero biases, identity BatchNorm; or with 'pytorch' every layer's `reset_parameters`."
+    if scheme not in INITS: raise ValueError(f"init={scheme!r}: use one of {', '.join(INITS)}.")
     for mod in m.modules():
-        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+        if scheme == 'pytorch':
+            if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d)): mod.reset_parameters()
+        elif isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(mod.weight, a=0.01, nonlinearity='leaky_relu')
             if mod.bias is not None: nn.init.zeros_(mod.bias)
         elif isinstance(mod, nn.BatchNorm2d):
@@ -179,19 +189,21 @@ class UNet(EncoderDecoder):
                  up:str='transpose', # decoder upsampling: 'transpose' or 'bilinear'
                  dropout=None, # encoder dropout per level; None = SSL4MIS (0.05,0.1,0.2,0.3,0.5), a number = same at all levels
                  dec_dropout:float=0.0, # decoder dropout (SSL4MIS: none)
+                 head:int=1, # kernel of the classifier: 1 (a 1x1 conv) or 3 (SSL4MIS's 3x3 `out_conv`)
+                 init:str='kaiming', # starting weights: 'kaiming' or 'pytorch' (the layers' defaults, SSL4MIS)
                 ):
         super().__init__()
         self.widths = tuple(int(w) for w in widths) if widths is not None else unet_widths(base, depth)
         self.depth, self.in_ch, self.n_classes, self.up = len(self.widths) - 1, int(in_ch), int(n_classes), up
         self.encoder = Encoder(in_ch, self.widths, dropout)
-        self.decoder = Decoder(self.widths, n_classes, up, dec_dropout)
+        self.decoder = Decoder(self.widths, n_classes, up, dec_dropout, head=head)
         self.dec_dropout = float(dec_dropout)
-        init_weights(self)
+        init_weights(self, init)
 
     def config(self) -> dict:
         "The constructor arguments that rebuild this network (plain values, for a model file)."
         return dict(in_ch=self.in_ch, n_classes=self.n_classes, widths=list(self.widths), up=self.up,
-                    dropout=list(self.encoder.dropout), dec_dropout=self.dec_dropout)
+                    dropout=list(self.encoder.dropout), dec_dropout=self.dec_dropout, head=self.decoder.head_kernel)
 
 # %% ../nbs/08_models.ipynb #3db4e15d
 FEATURE_PERTURBATIONS = ('noise', 'dropout', 'none')

@@ -27,7 +27,7 @@ class Protocol:
     sources:dict = field(default_factory=dict)   # setting (or topic) -> 'V: ...', 'V-3p: ...' or 'R: ...'
     methods:tuple|None = None   # the methods it is for (None: any)
     smoke:dict = field(default_factory=dict)     # settings that replace `settings` under --smoke (tiny sizes for CI)
-    per_method:dict = field(default_factory=dict)  # method -> settings that replace `settings` for that method (the reference's script differs)
+    per_method:dict = field(default_factory=dict)  # method -> settings, or that method's options, replacing `settings` for it (the reference's script differs)
 
     def describe(self) -> str:
         "A few lines for a terminal: the summary, the methods and data, then every setting with its source."
@@ -61,7 +61,7 @@ def load_protocols(folder=PRESET_DIR) -> dict:
     out = {}
     for name in raw:
         d = resolve(name)
-        bad = sorted((set(d.get('settings', {})) | set(d.get('smoke', {})) | {k for s in d.get('per_method', {}).values() for k in s}) - set(SETTINGS))
+        bad = sorted((set(d.get('settings', {})) | set(d.get('smoke', {}))) - set(SETTINGS))   # per_method may also set a method's options (checked by the method)
         if bad: raise DataError(f"protocol '{name}' sets {bad}, which are not run settings; use {', '.join(SETTINGS)}.")
         out[name] = Protocol(name, d['summary'], dict(d.get('data') or {}), dict(d.get('settings') or {}), dict(d.get('sources') or {}),
                              tuple(d['methods']) if d.get('methods') else None, dict(d.get('smoke') or {}), dict(d.get('per_method') or {}))

@@ -11,11 +11,11 @@ from fastai.optimizer import Adam
 from fastai.data.core import DataLoaders
 from .core import DataError
 from .settings import DEFAULTS
-from .models import UNet, EncoderDecoder, init_weights
+from .models import UNet, EncoderDecoder, init_weights, NET_CHOICES
 from .losses import DiceCELoss
 from .loaders import supervised_dls
 from .callbacks import ForegroundDice
-from .method import SegLearner, with_guard, channels_of, check_classes, stage_record, train_augment, with_train_size, Stage, Method, register
+from .method import SegLearner, with_guard, channels_of, check_classes, stage_record, train_augment, with_train_size, Stage, Method, register, learner_options
 
 # %% auto #0
 __all__ = ['SUPERVISED', 'supervised_learner', 'as_unet', 'finetune_learner', 'finetune_stage']
@@ -28,6 +28,8 @@ def supervised_learner(dls:DataLoaders, # `supervised_dls(...)` (or any loaders 
                        depth:int=DEFAULTS['depth'], # number of down-sampling steps
                        up:str='transpose', # decoder up-sampling: 'transpose' or 'bilinear'
                        dropout=None, # encoder dropout per level (None: the UNet default)
+                       head:int=1, # classifier kernel: 1 (ours) or 3 (SSL4MIS's 3x3 out_conv, networks/unet.py)
+                       init:str='kaiming', # starting weights: 'kaiming' (ours) or 'pytorch' (the layers' defaults, as SSL4MIS leaves them)
                        model:nn.Module=None, # use this model instead of building a UNet
                        loss_func:nn.Module=None, # default `DiceCELoss()`
                        opt_func=Adam, # fastai optimiser function
@@ -41,7 +43,7 @@ def supervised_learner(dls:DataLoaders, # `supervised_dls(...)` (or any loaders 
     check_classes(n_classes, 'supervised_learner')
     if model is None:
         if in_ch is None: in_ch = channels_of(dls)
-        model = UNet(in_ch=in_ch, n_classes=n_classes, base=base, depth=depth, up=up, dropout=dropout)
+        model = UNet(in_ch=in_ch, n_classes=n_classes, base=base, depth=depth, up=up, dropout=dropout, head=head, init=init)
     return SegLearner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(),
                    opt_func=opt_func, lr=lr, wd=wd, metrics=metrics if metrics is not None else [ForegroundDice(n_classes)],
                    cbs=with_guard(cbs), path=path)
@@ -84,7 +86,7 @@ def _train(ctx):
     "The supervised baseline: Dice + CE on the labelled cases only."
     t0, cfg = time.time(), ctx.cfg
     learn = supervised_learner(_labelled_dls(ctx), n_classes=ctx.info.n_classes, base=cfg['base'], depth=cfg['depth'],
-                               lr=cfg['lr'], path=ctx.out)
+                               lr=cfg['lr'], path=ctx.out, **ctx.learner_kwargs())
     ctx.fit(learn, 'train', cfg['epochs'], cfg['lr'])
     return learn, stage_record(learn, cfg['epochs'], t0)
 
@@ -96,4 +98,5 @@ def finetune_stage(ctx):
     return learn, stage_record(learn, cfg['epochs'], t0, whole_unet=True)
 
 SUPERVISED = register(Method('supervised', 'U-Net trained with Dice + CE on the labelled patients only (the baseline)',
-                             stages=(Stage('train', _train),), learner=supervised_learner))
+                             stages=(Stage('train', _train),), learner=supervised_learner,
+                             options=learner_options(supervised_learner, 'head', 'init', **NET_CHOICES)))

@@ -215,3 +215,44 @@ def test_resident_memory_stops_growing(tmp_path, monkeypatch):
     assert len(marks) == 10
     growth = (max(marks[3:]) - marks[3]) / 2**20
     assert growth < 40, f'resident memory grew {growth:.0f} MB over 96 iterations: {[round(m / 2**20) for m in marks]}'
+
+def test_the_preset_builds_the_reference_unet(tmp_path, monkeypatch):
+    "ssl4mis-acdc builds supervised, cps and meanteacher's U-Nets as SSL4MIS does: a 3x3 classifier, PyTorch's default init (networks/unet.py)."
+    import fastai.learner
+    from semicontrast.data.acdc import write_acdc_h5
+    from semicontrast.models import UNet
+    ph = synthetic_phantoms(8, seed=4)
+    for i, c in enumerate(ph): c.id = c.patient = f'patient{i + 1:03d}'
+    root = write_acdc_h5(tmp_path/'acdc', train=ph[:5], val=ph[5:6], test=ph[6:])
+    seen = []
+    class Stop(Exception): pass
+    def fit(self, *a, **k):
+        nets = [m for m in self.model.modules() if isinstance(m, UNet)]
+        conv = [n.encoder.levels[1][1][0].weight for n in nets]   # a 3x3 convolution of each U-Net
+        seen.append(dict(n=len(nets), heads={n.decoder.head.kernel_size for n in nets},
+                         bounded=all(float(w.abs().max()) <= 1 / math.sqrt(w[0].numel()) for w in conv))); raise Stop
+    monkeypatch.setattr(fastai.learner.Learner, 'fit', fit)
+    for method, n in (('supervised', 1), ('cps', 2), ('meanteacher', 1)):
+        with pytest.raises(Stop):
+            main(['run', method, '--protocol', 'ssl4mis-acdc', '--smoke', '--quiet', '--data', str(root), '--out', str(tmp_path/method)])
+        assert seen[-1] == dict(n=n, heads={(3, 3)}, bounded=True), method   # uniform within 1/sqrt(fan_in): PyTorch's default
+    with pytest.raises(Stop):   # what the user says wins over the preset
+        main(['run', 'cps', '--protocol', 'ssl4mis-acdc', '--smoke', '--quiet', '--data', str(root), '--out', str(tmp_path/'o'), '--head', '1', '--init', 'kaiming'])
+    assert seen[-1] == dict(n=2, heads={(1, 1)}, bounded=False)
+    with pytest.raises(Stop):   # without the preset: this package's defaults
+        main(['run', 'supervised', '--smoke', '--quiet', '--data', str(root), '--out', str(tmp_path/'d')])
+    assert seen[-1] == dict(n=1, heads={(1, 1)}, bounded=False)
+
+def test_every_run_hands_freed_memory_back(tmp_path, monkeypatch):
+    "RunContext.fit adds ReleaseMemory: without it glibc keeps freed activations and the resident memory creeps up (callbacks notebook)."
+    import fastai.learner
+    from semicontrast.callbacks import ReleaseMemory
+    seen = []
+    class Stop(Exception): pass
+    def fit(self, n_epoch, lr=None, wd=None, cbs=None, **k):
+        seen.append([type(c).__name__ for c in (cbs or [])]); raise Stop
+    monkeypatch.setattr(fastai.learner.Learner, 'fit', fit)
+    for method in ('supervised', 'cps'):
+        with pytest.raises(Stop):
+            main(['run', method, '--data', 'phantom', '--smoke', '--quiet', '--out', str(tmp_path/method), '--schedule', 'poly'])
+        assert 'ReleaseMemory' in seen[-1], seen[-1]

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/02d_data_acdc.ipynb #608d0a8d
 from __future__ import annotations
-import re
+import json, re
 from pathlib import Path
 import numpy as np
 from ..core import DataError, check_path
@@ -144,14 +144,25 @@ def _is_acdc_h5(p:Path) -> bool:
 
 ACDC = Reader('acdc', "patientNNN/ folders with Info.cfg (directly, or under training/ and testing/)", _is_acdc,
               lambda p, **kw: (read_acdc(p, **kw), dict(classes=ACDC_CLASSES, modality='MRI', name='acdc')))
+def _h5_classes(p:Path) -> dict:
+    "ACDC's class names, unless `write_acdc_h5(classes=...)` left other data's names in classes.json."
+    f = p/'classes.json'
+    if not f.exists(): return dict(classes=ACDC_CLASSES, modality='MRI', name='acdc')
+    try: names = json.loads(f.read_text())
+    except ValueError as e: raise DataError(f"'{f}' is not valid JSON ({e}); write a list of class names, background first, or remove the file.")
+    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+        raise DataError(f"'{f}' must hold a list of at least two class names, background first; found {str(names)[:60]}.")
+    return dict(classes=names, modality='MRI', name=p.name)
+
 ACDC_H5 = Reader('acdc_h5', "data/*.h5 (and data/slices/*.h5) with train.list / val.list / test.list (SSL4MIS)", _is_acdc_h5,
-                 lambda p, **kw: (read_acdc_h5(p, **kw), dict(classes=ACDC_CLASSES, modality='MRI', name='acdc')))
+                 lambda p, **kw: (read_acdc_h5(p, **kw), _h5_classes(p)))
 
 # %% ../../nbs/02d_data_acdc.ipynb #9569d406
 def write_acdc_h5(folder, # where to write data/, data/slices/ and the lists (created; an existing list or h5 file is refused)
                   train, # `Case`s of the training list, in the order SSL4MIS reads them (its labelled patients come first)
                   val, # `Case`s of val.list
                   test, # `Case`s of test.list
+                  classes:list|None=None, # class names, background first: kept in classes.json for this package's reader (SSL4MIS reads none); None: ACDC's
                  ) -> Path:
     "Write `Case`s in SSL4MIS's h5 layout (one-channel images as float32, labels uint8): volumes, training slices, and the lists in the given order."
     import h5py
@@ -163,7 +174,7 @@ def write_acdc_h5(folder, # where to write data/, data/slices/ and the lists (cr
                 raise DataError(f"write_acdc_h5: case '{c.id}' in {n} has {c.n_channels} channel(s) and {'a' if c.label is not None else 'no'} label; "
                                 "SSL4MIS's layout holds one-channel images with their labels.")
     targets = [folder/f'{n}.list' for n in ('train', 'val', 'test', 'train_slices')]
-    targets += [folder/'data'/f'{c.id}.h5' for cs in parts.values() for c in cs]
+    targets += [folder/'data'/f'{c.id}.h5' for cs in parts.values() for c in cs] + [folder/'classes.json']
     if any(t.exists() for t in targets):
         raise DataError(f"write_acdc_h5: '{next(t for t in targets if t.exists())}' exists; write into a new folder (nothing is overwritten).")
     (folder/'data'/'slices').mkdir(parents=True, exist_ok=True)
@@ -177,4 +188,5 @@ def write_acdc_h5(folder, # where to write data/, data/slices/ and the lists (cr
             h5(folder/'data'/'slices'/f'{c.id}_slice_{k}.h5', c.image[k], c.label[k]); slice_lines.append(f'{c.id}_slice_{k}')
     for n, cs in parts.items(): (folder/f'{n}.list').write_text(''.join(f'{c.id}\n' for c in cs))
     (folder/'train_slices.list').write_text(''.join(l + '\n' for l in slice_lines))
+    if classes is not None: (folder/'classes.json').write_text(json.dumps(list(classes)))
     return folder
