@@ -136,11 +136,11 @@ def _ref_metrics(log:str):
 
 def table(pairs):
     "Markdown: per method and side, mean ± sd over seeds; then ours minus the reference against the seed sd."
-    lines = ['| method | side | seeds | anterior Dice | posterior Dice | mean Dice | mean HD95 (vox) | wall (min) | peak RSS (GB) |',
+    lines = ['| method | side | seeds | anterior Dice | posterior Dice | mean Dice | mean HD95 (vox) | wall per seed (min) | peak RSS per seed (GB) |',
              '|---|---|---|---|---|---|---|---|---|']
     verdicts = []
     for m in SCRIPTS:
-        ps = [p for p in pairs if p['method'] == m]
+        ps = sorted((p for p in pairs if p['method'] == m), key=lambda p: p['seed'])
         if not ps: continue
         stats = {}
         for side in ('ref', 'ours'):
@@ -148,13 +148,14 @@ def table(pairs):
             md = d.mean(1); wall = np.array([p[side]['wall_s'] for p in ps]) / 60; rss = np.array([p[side]['peak_rss_gb'] for p in ps])
             f = lambda x: f'{x.mean():.3f} ± {x.std(ddof=1):.3f}' if len(x) > 1 else f'{x.mean():.3f}'
             lines.append(f"| {m} | {'SSL4MIS' if side == 'ref' else 'semicontrast'} | {len(ps)} | {f(d[:, 0])} | {f(d[:, 1])} | {f(md)} | "
-                         f"{hd.mean(1).mean():.2f} | {wall.mean():.1f} | {rss.max():.2f} |")
-            stats[side] = dict(md=md, wall=wall.mean(), rss=rss.max())
+                         f"{hd.mean(1).mean():.2f} | {' / '.join(f'{w:.1f}' for w in wall)} | {' / '.join(f'{r:.2f}' for r in rss)} |")
+            stats[side] = dict(md=md, wall=wall, rss=rss)
         diff = stats['ours']['md'].mean() - stats['ref']['md'].mean()
         sd = stats['ref']['md'].std(ddof=1) if len(ps) > 1 else float('nan')
         verdicts.append(f"- {m}: mean Dice ours − reference {diff:+.3f} (reference seed sd {sd:.3f}: "
-                        f"{'within one sd or better' if diff >= -sd else 'NOT within one sd'}); wall {stats['ours']['wall'] / stats['ref']['wall']:.2f}x; "
-                        f"peak RSS {stats['ours']['rss'] / stats['ref']['rss']:.2f}x")
+                        f"{'within one sd or better' if diff >= -sd else 'NOT within one sd'}); wall per seed "
+                        f"{' / '.join(f'{x:.2f}x' for x in stats['ours']['wall'] / stats['ref']['wall'])}; peak RSS per seed "
+                        f"{' / '.join(f'{x:.2f}x' for x in stats['ours']['rss'] / stats['ref']['rss'])}")
     return '\n'.join(lines + [''] + verdicts)
 
 def main():
