@@ -46,9 +46,10 @@ def _read(path:Path) -> dict:
         raise DataError(f"protocol file '{path}' must hold a JSON object whose 'name' is '{path.stem}'.")
     return d
 
-def load_protocols(folder=PRESET_DIR) -> dict:
+def load_protocols(folder=None, # a folder of protocol JSON files; None: the package's `PRESET_DIR`
+                  ) -> dict:
     "Every protocol in `folder` by name, `extends` resolved (the child's settings, sources and summary over its parent's)."
-    raw = {p.stem: _read(p) for p in sorted(Path(folder).glob('*.json'))}
+    raw = {p.stem: _read(p) for p in sorted(Path(folder if folder is not None else PRESET_DIR).glob('*.json'))}
     def resolve(name, seen=()):
         d = raw[name]
         if 'extends' not in d: return d
@@ -67,7 +68,7 @@ def load_protocols(folder=PRESET_DIR) -> dict:
                              tuple(d['methods']) if d.get('methods') else None, dict(d.get('smoke') or {}), dict(d.get('per_method') or {}))
     return out
 
-def get_protocol(name:str, folder=PRESET_DIR) -> Protocol:
+def get_protocol(name:str, folder=None) -> Protocol:
     "The protocol `name`; a `DataError` listing the known ones otherwise."
     ps = load_protocols(folder)
     if name not in ps: raise DataError(f"--protocol {name!r} is unknown; the protocols are {', '.join(ps)} (semicontrast protocols).")
