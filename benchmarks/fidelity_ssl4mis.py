@@ -69,8 +69,7 @@ def edits(size, n_labelled, n_slices):
 def prepare_reference(reference:Path, code:Path, size, n_labelled, n_slices):
     "A scratch copy of SSL4MIS's code with its CPU patch, the test guard and `edits` applied."
     shutil.copytree(reference/'code', code)
-    for p in ('cpu.patch',):
-        subprocess.run(['patch', '-p1', '-s', '-i', str(reference/p)], cwd=code, check=True)
+    subprocess.run(['patch', '-p1', '-s', '-i', str(reference/'cpu.patch')], cwd=code, check=True)
     shutil.copy(code/'test_2D_fully.py', code/'test_2D_fully_guarded.py')
     subprocess.run(['patch', '-s', 'test_2D_fully_guarded.py', str(reference/'test_guard.patch')], cwd=code, check=True)
     for f, old, new, why in edits(size, n_labelled, n_slices):
