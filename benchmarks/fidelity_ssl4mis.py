@@ -88,10 +88,15 @@ def _wait(p):
     return ru.ru_maxrss / 2**20   # KiB -> GiB
 
 def run_pair(a, method, seed, data, code, n_slices):
-    "The reference (train then test) and ours, started together; each side's metrics, wall time and peak RSS."
+    """The reference (train then test) and ours, started together; each side's metrics, wall time and peak RSS.
+
+    Each side's result is kept in its own file (ref.json, ours.json) in the run's folder and is not run again. With
+    --rerun-ours, ours runs again alone beside the kept reference result (after a change to ours): its wall time is then
+    measured alone, and the pair says so (`paired: false`)."""
     out = a.work/'runs'/f'{method}_s{seed}'
-    if (out/'pair.json').exists(): return json.loads((out/'pair.json').read_text())
     out.mkdir(parents=True, exist_ok=True)
+    _split_old_pair(out)
+    if a.rerun_ours and (out/'ours.json').exists(): (out/'ours.json').unlink()
     exp = f'hippo/{EXP[method]}_s{seed}'
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     ref_train = [str(a.ref_python), SCRIPTS[method], '--root_path', str(data), '--exp', exp, '--max_iterations', str(a.iters),
@@ -99,32 +104,48 @@ def run_pair(a, method, seed, data, code, n_slices):
     ours = [sys.executable, '-m', 'semicontrast.cli', 'run', method, '--data', str(data), '--format', 'acdc_h5', '--protocol', 'ssl4mis-acdc',
             '--labeled', str(a.labeled), '--iters', str(a.iters), '--size', *map(str, a.size), '--seed', str(seed),
             '--out', str(out/'ours'), '--quiet', '--overwrite', '--device', 'cpu']
+    need_ref, need_ours = not (out/'ref.json').exists(), not (out/'ours.json').exists()
     t0 = time.time()
-    pr, po = _launch(ref_train, code, out/'ref_train.log', env), _launch(ours, ROOT, out/'ours.log', env)
-    rss_rt = _wait(pr); t_rt = time.time() - t0
-    if pr.returncode: raise SystemExit(f'reference training failed: see {out/"ref_train.log"}')
-    model_dir = a.work/'model'/(f'{exp}_{a.labeled}' + ('' if method == 'cps' else '_labeled'))/'unet'
-    if method == 'cps':   # the test script reads {exp}_{n}_labeled/unet/unet_best_model.pth; CPS saves model1's best as unet_best_model1.pth
-        tdir = a.work/'model'/f'{exp}_{a.labeled}_labeled'/'unet'; tdir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(model_dir/'unet_best_model1.pth', tdir/'unet_best_model.pth')
-    t1 = time.time()
-    pt = _launch([str(a.ref_python), 'test_2D_fully_guarded.py', '--root_path', str(data), '--exp', exp, '--model', 'unet',
-                  '--num_classes', '3', '--labeled_num', str(a.labeled)], code, out/'ref_test.log', env)
-    rss_rtest = _wait(pt); t_rtest = time.time() - t1
-    if pt.returncode: raise SystemExit(f'reference test failed: see {out/"ref_test.log"}')
-    rss_o = _wait(po); t_o = time.time() - t0
-    if po.returncode: raise SystemExit(f'semicontrast failed: see {out/"ours.log"}')
-    ref = _ref_metrics((out/'ref_test.log').read_text())
-    res = json.loads((out/'ours'/'result.json').read_text())
-    pc = res['per_class']
-    names = [n for n in pc]   # anterior, posterior: mean over the test volumes
-    ours_m = {k: [float(pc[n][k]['mean']) for n in names] for k in ('dice', 'hd95')}
-    pair = dict(method=method, seed=seed, iters=a.iters, size=list(a.size), labeled=a.labeled, labelled_slices=n_slices, classes=names,
-                ref=dict(dice=ref['dice'], hd95=ref['hd95'], wall_s=t_rt + t_rtest, train_s=t_rt, peak_rss_gb=max(rss_rt, rss_rtest)),
-                ours=dict(dice=ours_m['dice'], hd95=ours_m['hd95'], wall_s=t_o, peak_rss_gb=rss_o, metrics=res.get('settings', {}).get('metrics')),
-                commands=dict(ref_train=' '.join(ref_train[1:]), ours=' '.join(ours[3:])))
+    po = _launch(ours, ROOT, out/'ours.log', env) if need_ours else None
+    if need_ref:
+        pr = _launch(ref_train, code, out/'ref_train.log', env)
+        rss_rt = _wait(pr); t_rt = time.time() - t0
+        if pr.returncode: raise SystemExit(f'reference training failed: see {out/"ref_train.log"}')
+        model_dir = a.work/'model'/(f'{exp}_{a.labeled}' + ('' if method == 'cps' else '_labeled'))/'unet'
+        if method == 'cps':   # the test script reads {exp}_{n}_labeled/unet/unet_best_model.pth; CPS saves model1's best as unet_best_model1.pth
+            tdir = a.work/'model'/f'{exp}_{a.labeled}_labeled'/'unet'; tdir.mkdir(parents=True, exist_ok=True)
+            shutil.copy(model_dir/'unet_best_model1.pth', tdir/'unet_best_model.pth')
+        t1 = time.time()
+        pt = _launch([str(a.ref_python), 'test_2D_fully_guarded.py', '--root_path', str(data), '--exp', exp, '--model', 'unet',
+                      '--num_classes', '3', '--labeled_num', str(a.labeled)], code, out/'ref_test.log', env)
+        rss_rtest = _wait(pt); t_rtest = time.time() - t1
+        if pt.returncode: raise SystemExit(f'reference test failed: see {out/"ref_test.log"}')
+        ref = _ref_metrics((out/'ref_test.log').read_text())
+        (out/'ref.json').write_text(json.dumps(dict(dice=ref['dice'], hd95=ref['hd95'], wall_s=t_rt + t_rtest, train_s=t_rt,
+                                                    peak_rss_gb=max(rss_rt, rss_rtest), command=' '.join(ref_train[1:])), indent=1))
+    if need_ours:
+        rss_o = _wait(po); t_o = time.time() - t0
+        if po.returncode: raise SystemExit(f'semicontrast failed: see {out/"ours.log"}')
+        res = json.loads((out/'ours'/'result.json').read_text())
+        pc = res['per_class']
+        names = [n for n in pc]   # anterior, posterior: mean over the test volumes
+        ours_m = {k: [float(pc[n][k]['mean']) for n in names] for k in ('dice', 'hd95')}
+        (out/'ours.json').write_text(json.dumps(dict(dice=ours_m['dice'], hd95=ours_m['hd95'], wall_s=t_o, peak_rss_gb=rss_o, classes=names,
+                                                     metrics=res.get('settings', {}).get('metrics'), paired=need_ref,
+                                                     command=' '.join(ours[3:])), indent=1))
+    ref, mine = json.loads((out/'ref.json').read_text()), json.loads((out/'ours.json').read_text())
+    pair = dict(method=method, seed=seed, iters=a.iters, size=list(a.size), labeled=a.labeled, labelled_slices=n_slices,
+                classes=mine.get('classes'), ref=ref, ours=mine, paired=bool(mine.get('paired', True)),
+                commands=dict(ref_train=ref.get('command'), ours=mine.get('command')))
     (out/'pair.json').write_text(json.dumps(pair, indent=1))
     return pair
+
+def _split_old_pair(out:Path):
+    "A run folder from before ref.json / ours.json: split its pair.json into the two (both sides ran together)."
+    if (out/'pair.json').exists() and not (out/'ref.json').exists():
+        p = json.loads((out/'pair.json').read_text())
+        (out/'ref.json').write_text(json.dumps(dict(p['ref'], command=p['commands']['ref_train']), indent=1))
+        (out/'ours.json').write_text(json.dumps(dict(p['ours'], classes=p['classes'], paired=True, command=p['commands']['ours']), indent=1))
 
 def _ref_metrics(log:str):
     "The per-class [dice, hd95, asd] SSL4MIS's test script prints as a list of arrays (classes 1 and 2; its class 3 is empty here)."
@@ -147,7 +168,7 @@ def table(pairs):
             md = d.mean(1); wall = np.array([p[side]['wall_s'] for p in ps]) / 60; rss = np.array([p[side]['peak_rss_gb'] for p in ps])
             f = lambda x: f'{x.mean():.3f} ± {x.std(ddof=1):.3f}' if len(x) > 1 else f'{x.mean():.3f}'
             lines.append(f"| {m} | {'SSL4MIS' if side == 'ref' else 'semicontrast'} | {len(ps)} | {f(d[:, 0])} | {f(d[:, 1])} | {f(md)} | "
-                         f"{hd.mean(1).mean():.2f} | {' / '.join(f'{w:.1f}' for w in wall)} | {' / '.join(f'{r:.2f}' for r in rss)} |")
+                         f"{hd.mean(1).mean():.2f} | {' / '.join(f'{w:.1f}' + ('' if side == 'ref' or p.get('paired', True) else '*') for w, p in zip(wall, ps))} | {' / '.join(f'{r:.2f}' for r in rss)} |")
             stats[side] = dict(md=md, wall=wall, rss=rss)
         diff = stats['ours']['md'].mean() - stats['ref']['md'].mean()
         sd = stats['ref']['md'].std(ddof=1) if len(ps) > 1 else float('nan')
@@ -155,7 +176,9 @@ def table(pairs):
                         f"{'within one sd or better' if diff >= -sd else 'NOT within one sd'}); wall per seed "
                         f"{' / '.join(f'{x:.2f}x' for x in stats['ours']['wall'] / stats['ref']['wall'])}; peak RSS per seed "
                         f"{' / '.join(f'{x:.2f}x' for x in stats['ours']['rss'] / stats['ref']['rss'])}")
-    return '\n'.join(lines + [''] + verdicts)
+    alone = ["* ours ran alone beside the kept reference result (--rerun-ours); every other wall time was measured with both sides "
+             "running at once, one thread each"] if any(not p.get('paired', True) for p in pairs) else []
+    return '\n'.join(lines + [''] + verdicts + alone)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 1)[1])
@@ -167,6 +190,7 @@ def main():
     ap.add_argument('--iters', type=int, default=2000)
     ap.add_argument('--size', nargs=2, type=int, default=[64, 48], metavar=('H', 'W'))
     ap.add_argument('--labeled', type=int, default=4, help='labelled patients (the first of train.list)')
+    ap.add_argument('--rerun-ours', action='store_true', help="run ours again (alone) beside the kept reference results, e.g. after a change to ours")
     ap.add_argument('--table', action='store_true', help='print the table of the finished pairs in --work and stop')
     a = ap.parse_args()
     a.work = a.work.resolve()

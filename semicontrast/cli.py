@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, contextlib, os, re, shlex, shutil, signal, sys, tempfile, time
 from pathlib import Path
 import torch
+from . import __version__
 from .core import DataError
 from .settings import RUN_SETTINGS, DEFAULTS, add_flags
 from .data import FORMATS
@@ -29,26 +30,33 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     "`semicontrast run METHOD ...`: one sub-command per registered method, its own options from its registry entry."
-    p = _Parser(prog='semicontrast', description='Semi-supervised contrastive medical image segmentation.')
+    p = _Parser(prog='semicontrast', description='Semi-supervised contrastive medical image segmentation.',
+                epilog='example: semicontrast run ideal --data hippocampus --out runs/ideal   (then: semicontrast run ideal --help)')
+    p.add_argument('--version', action='version', version=f'semicontrast {__version__}')
     sub = p.add_subparsers(dest='command', required=True)
-    r = sub.add_parser('run', help='train and evaluate a method on a dataset', description='Train and evaluate a method.')
+    r = sub.add_parser('run', help='train and evaluate a method on a dataset', description='Train and evaluate a method.',
+                       epilog='example: semicontrast run supervised --data hippocampus --out runs/supervised')
     methods = r.add_subparsers(dest='method', required=True, metavar='METHOD', title='methods')
     pr = sub.add_parser('protocols', help='list the named protocols of --protocol, or show one with its sources',
-                        description='The named protocols (settings with their sources) that --protocol applies.')
+                        description='The named protocols (settings with their sources) that --protocol applies.',
+                        epilog='example: semicontrast protocols ssl4mis-acdc')
     pr.add_argument('name', nargs='?', default=None, help='a protocol to show in full')
     pd = sub.add_parser('predict', help='segment new scans with a trained model, writing label NIfTI files',
                         description='Segment NIfTI images with a model file (or a run folder) and write one label map per image, '
-                                    "with the image's affine and header.")
+                                    "with the image's affine and header.",
+                        epilog='example: semicontrast predict --model runs/ideal --input scans/ --out labels/')
     pd.add_argument('--model', required=True, help="a model file (model.pth of a run) or a run folder")
     pd.add_argument('--input', required=True, help='a NIfTI image (.nii / .nii.gz) or a folder of them')
     pd.add_argument('--out', required=True, help='folder for the label maps, named like the images (<name>.nii.gz)')
     pd.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:1' ... (default: a GPU if there is one)")
-    pd.add_argument('--overwrite', action='store_true', help='replace label maps that already exist in --out')
+    pd.add_argument('--overwrite', action='store_true', help='replace label maps that already exist in --out (never an input scan)')
+    pd.add_argument('--skip-existing', action='store_true', help='keep the label maps already in --out and predict the other images')
     pd.add_argument('--probabilities', action='store_true',
                     help='also write <name>_probs.nii.gz: float32 class probabilities, one volume per class (X, Y, Z, K)')
     pd.add_argument('--quiet', action='store_true', help='no progress bar')
     for name, m in METHODS.items():
-        mp = methods.add_parser(name, help=m.summary, description=m.summary)
+        mp = methods.add_parser(name, help=m.summary, description=m.summary,
+                                epilog=f'example: semicontrast run {name} --data hippocampus --out runs/{name}')
         add_flags(mp, [o for o in RUN_SETTINGS.values() if m.pretrains or not o.pretrain], choices=dict(fmt=list(FORMATS)))
         add_flags(mp.add_argument_group(f'options of {name}'), [o for o in m.options if o.name not in m.fixed])
     return p
@@ -70,7 +78,7 @@ def _predict_main(args) -> int:
     "`semicontrast predict`: segment the images, print a line per image and a summary; one-line errors (exit 2)."
     t0 = time.time()
     try: rows = predict(args.model, args.input, args.out, device=args.device, overwrite=args.overwrite, quiet=args.quiet,
-                        probabilities=args.probabilities)
+                        probabilities=args.probabilities, skip_existing=args.skip_existing, errors='report')
     except DataError as e:
         print(f"semicontrast: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -78,22 +86,34 @@ def _predict_main(args) -> int:
         what = 'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'
         print(f"semicontrast: {what}; the label maps written so far are complete, none is half-written.", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
+    failed = [r for r in rows if 'error' in r]
     for r in rows:
+        if 'error' in r: continue
         fg = {c: n for c, n in list(r['voxels'].items())[1:]}
         print(f"{Path(r['input']).name} -> {r['output']}  shape {tuple(r['shape'])}  {r['seconds']:.2f} s  voxels {fg}")
-    print(f"predicted {len(rows)} image(s) in {time.time() - t0:.1f} s into {args.out}")
+    print(f"predicted {len(rows) - len(failed)} image(s) in {time.time() - t0:.1f} s into {args.out}")
+    for r in failed: print(f"semicontrast: error: {_one_line(DataError(r['error']))}", file=sys.stderr)
+    if failed:
+        print(f"semicontrast: {len(failed)} image(s) could not be predicted (listed above); the others were written. Fix or remove "
+              "them and rerun with --skip-existing to predict only what is missing.", file=sys.stderr)
+        return 2
     return 0
 
 def main(argv=None) -> int:
     "Entry point of the `semicontrast` console script."
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:   # a bare `semicontrast`: what it does and how to start
+        build_parser().print_help()
+        return 2
     if int(os.environ.get('WORLD_SIZE', '1') or 1) > 1 and not is_distributed():   # `torchrun --no-python semicontrast run ...`:
         return torchrun_main(argv)                                                  # join the group first, then come back here
     try: args = build_parser().parse_args(argv)
     except UsageError as e:
         print(f"semicontrast: error: {_usage_hint(str(e))}", file=sys.stderr)
         return 2
+    except SystemExit as e:   # --help and --version print and stop
+        return e.code or 0
     if args.command == 'protocols':
         try: ps = [get_protocol(args.name)] if args.name else list(load_protocols().values())
         except DataError as e:

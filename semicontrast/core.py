@@ -15,8 +15,8 @@ warnings.filterwarnings('ignore', message=r"The 'mode\.chained_assignment' optio
 
 # %% auto #0
 __all__ = ['IGNORE_INDEX', 'RUN_SIZES', 'DataError', 'check_path', 'load_torch_dict', 'os_error', 'atomic_write', 'fingerprint',
-           'cases_fingerprint', 'set_seed', 'class_map', 'default_device', 'run_size', 'package_versions',
-           'device_info']
+           'cases_fingerprint', 'set_seed', 'class_map', 'default_device', 'check_device', 'run_size',
+           'package_versions', 'device_info']
 
 # %% ../nbs/00_core.ipynb #cc8cdc74
 IGNORE_INDEX = 255  # label value meaning "no ground truth here" (unlabelled items, padding)
@@ -136,6 +136,19 @@ def default_device() -> torch.device:
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+def check_device(device) -> torch.device:
+    "`device` as a `torch.device`, checked before anything is read: a name torch knows and hardware this machine has (`DataError` otherwise)."
+    if device is None: return default_device()
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError): raise DataError(f"--device {device!r}: give cpu, cuda, cuda:1, mps, ...") from None
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise DataError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU on this machine; use --device cpu, or leave --device out.")
+    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DataError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0.")
+    if dev.type == 'mps' and not torch.backends.mps.is_available():
+        raise DataError(f"--device {device}: Apple's MPS is not available here; use --device cpu, or leave --device out.")
+    return dev
 
 RUN_SIZES = ('smoke', 'reduced', 'full')
 

@@ -27,16 +27,17 @@ class CPSNet(nn.Module):
                  base:int=DEFAULTS['base'], depth:int=DEFAULTS['depth'], # each U-Net's width and poolings
                  test_with:str='a', # what evaluation returns: 'a' (SSL4MIS tests model1) or 'ensemble' (mean of the two softmaxes)
                  head:int=1, init:str='kaiming', # each U-Net's classifier kernel and starting weights (`models.UNet`)
+                 up:str='transpose', # each U-Net's decoder up-sampling (`models.UNet`)
                 ):
         super().__init__()
         if test_with not in ('a', 'ensemble'): raise ValueError(f"test_with={test_with!r}: use 'a' (model1) or 'ensemble'.")
-        self.nets = nn.ModuleList([UNet(in_ch, n_classes, base=base, depth=depth, head=head, init=init) for _ in range(2)])
+        self.nets = nn.ModuleList([UNet(in_ch, n_classes, base=base, depth=depth, head=head, init=init, up=up) for _ in range(2)])
         self.in_ch, self.n_classes, self.base, self.depth, self.test_with = int(in_ch), int(n_classes), int(base), int(depth), test_with
-        self.head = int(head)
+        self.head, self.up = int(head), up
 
     def config(self) -> dict:
         "The constructor arguments (for a model file)."
-        return dict(in_ch=self.in_ch, n_classes=self.n_classes, base=self.base, depth=self.depth, test_with=self.test_with, head=self.head)
+        return dict(in_ch=self.in_ch, n_classes=self.n_classes, base=self.base, depth=self.depth, test_with=self.test_with, head=self.head, up=self.up)
 
     def streams(self, x, x_b=None, groups=None) -> tuple:
         "(logits_a, logits_b): net a on `x`, net b on `x_b` (default `x`); `groups` splits BatchNorm statistics in training."
@@ -59,6 +60,7 @@ def cps_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabell
                 test_with:str='a', # evaluate with net a ('a', SSL4MIS's model1) or the 'ensemble'
                 head:int=1, # classifier kernel: 1 (ours) or 3 (SSL4MIS's 3x3 out_conv, networks/unet.py)
                 init:str='kaiming', # starting weights: 'kaiming' (ours) or 'pytorch' (the layers' defaults, as SSL4MIS leaves them)
+                up:str='transpose', # decoder up-sampling: 'transpose' (ours), 'bilinear' or 'bilinear_corners' (SSL4MIS's, networks/unet.py)
                 model:nn.Module=None, # a two-stream network instead of a new `CPSNet`
                 loss_func:nn.Module=None, opt_func=Adam, lr:float=DEFAULTS['lr'], wd:float=1e-4, metrics=None, cbs=None, path='.',
                ) -> SegLearner:
@@ -66,7 +68,7 @@ def cps_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabell
     check_classes(n_classes, 'cps_learner')
     if ramp not in RAMPS: raise ValueError(f"ramp={ramp!r}: use one of {', '.join(RAMPS)}.")
     if model is None: model = CPSNet(in_ch if in_ch is not None else channels_of(dls), n_classes, base=base, depth=depth, test_with=test_with,
-                                     head=head, init=init)
+                                     head=head, init=init, up=up)
     T, step = RAMPS[ramp]
     cb = TwoStreamConsistency(cps_weight, rampup_iters=T, ramp_step=step, on_labelled=False, split_bn=False)
     return SegLearner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func, lr=lr, wd=wd,
@@ -83,6 +85,6 @@ def _train(ctx):
 
 CPS = register(Method('cps', "SSL4MIS's cross pseudo supervision: two independent U-Nets, each taught by the other's pseudo-labels of the unlabelled half",
                       stages=(Stage('train', _train),),
-                      options=learner_options(cps_learner, 'cps_weight', 'ramp', 'test_with', 'head', 'init', cps_weight=dict(low=0),
+                      options=learner_options(cps_learner, 'cps_weight', 'ramp', 'test_with', 'head', 'init', 'up', cps_weight=dict(low=0),
                                               ramp=dict(choices=tuple(RAMPS)), test_with=dict(choices=('a', 'ensemble')), **NET_CHOICES),
                       needs_unlabelled=True, learner=cps_learner))

@@ -8,7 +8,7 @@ import datetime, json, re, sys, time
 from pathlib import Path
 import numpy as np
 import torch
-from .core import DataError, set_seed, default_device, device_info, package_versions, fingerprint, cases_fingerprint
+from .core import DataError, set_seed, default_device, check_device, device_info, package_versions, fingerprint, cases_fingerprint
 from .settings import RUN_SETTINGS, NOT_GIVEN, check_run, unused_settings
 from .data import load_dataset, distance_unit
 from .splits import Split, make_split, split_from_lists, LIST_CONVENTION
@@ -57,19 +57,6 @@ def run_settings(m, # the `Method` being run
         raise DataError(f"--unlabeled {u}: {m.name} trains its second stream on unlabelled patients; leave --unlabeled "
                         "unset (all the rest) or give a positive number, or run supervised.")
     return cfg, record
-
-def _device(device) -> torch.device:
-    "The run's device, checked before any data is read: a name torch knows, and hardware this machine has."
-    if device is None: return default_device()
-    try: dev = torch.device(device)
-    except (RuntimeError, TypeError): raise DataError(f"--device {device!r}: give cpu, cuda, cuda:1, mps, ...") from None
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise DataError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU on this machine; use --device cpu, or leave --device out.")
-    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DataError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0.")
-    if dev.type == 'mps' and not torch.backends.mps.is_available():
-        raise DataError(f"--device {device}: Apple's MPS is not available here; use --device cpu, or leave --device out.")
-    return dev
 
 # %% ../nbs/27_experiment.ipynb #226e322f
 def _apply_spacing(cases:list, spacing) -> str:
@@ -130,7 +117,7 @@ def run_experiment(method:str='supervised', # a key of `METHODS` (see `semicontr
     if protocol is not None and not cfg['quiet']:
         print(f"protocol {protocol['name']}: {protocol['summary']}\n  settings {protocol['settings']}"
               + (f"\n  overridden by the command line: {', '.join(protocol['overridden'])}" if protocol['overridden'] else ''))
-    device = _device(cfg['device'])
+    device = check_device(cfg['device'])
     arguments = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)   # what the caller said
                  for k, v in settings.items() if v is not None and v is not NOT_GIVEN}
     with RunFolder(cfg['out'], command, cfg['resume'], cfg['overwrite']) as folder:

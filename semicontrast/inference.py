@@ -4,11 +4,11 @@
 
 # %% ../nbs/24_inference.ipynb #9777786d
 from __future__ import annotations
-import os, time
+import dataclasses, os, re, time
 from pathlib import Path
 import numpy as np
 import torch
-from .core import DataError, check_path, load_torch_dict, atomic_write
+from .core import DataError, check_path, load_torch_dict, atomic_write, check_device
 from .data.nifti import read_nifti, _nii_files, _stem, _NII_EXT
 from .loaders import Preprocess
 from .models import describe, build, save_model, MODEL_FORMAT
@@ -16,7 +16,7 @@ from .metrics import predict_volume
 import semicontrast.learner   # every registered method, and with it every network `models.build` can rebuild
 
 # %% auto #0
-__all__ = ['model_file', 'load_model', 'image_files', 'predict']
+__all__ = ['model_file', 'load_model', 'image_files', 'input_groups', 'predict']
 
 # %% ../nbs/24_inference.ipynb #3375ed34
 _FIX = ("give a model.pth written by `semicontrast run` (or by models.save_model); a bare state_dict from an older run "
@@ -78,49 +78,93 @@ def _write_label(pred:np.ndarray, like:Path, dest:Path):
     "Write class map `pred` (Z,Y,X) as a uint8 NIfTI with the affine and header of image `like` (array axes X,Y,Z)."
     _write_image(pred.transpose(2, 1, 0), like, dest, np.uint8)
 
+_NNUNET_NAME = re.compile(r'^(.*)_(\d{4})$')   # nnU-Net v2's CASE_XXXX: a case and a 4-digit channel id
+
+def input_groups(files:list, # NIfTI files, as `image_files` gives them
+                 in_ch:int=1, # the channels the network takes
+                ) -> list:
+    """[(output stem, [files, one per channel])]: nnU-Net's `CASE_0000` ... `CASE_{in_ch-1}` files grouped into one case named
+    `CASE` (as nnU-Net names its predictions) when every file is named so and every case has exactly those channels;
+    otherwise every file is its own case, named after the file."""
+    parts = [_NNUNET_NAME.match(_stem(f)) for f in files]
+    if all(parts):
+        cases = {}
+        for f, m in zip(files, parts): cases.setdefault(m.group(1), {})[int(m.group(2))] = f
+        if all(sorted(ch) == list(range(in_ch)) for ch in cases.values()):
+            return [(cid, [ch[k] for k in range(in_ch)]) for cid, ch in cases.items()]
+    return [(_stem(f), [f]) for f in files]
+
+def _read_case(group:list, in_ch:int):
+    "A `Case` from one file (4D when the network takes several channels) or from one file per channel (nnU-Net)."
+    if len(group) == 1: return read_nifti(group[0], channels=in_ch > 1)
+    vols = [read_nifti(f) for f in group]
+    for v in vols[1:]:
+        if v.image.shape != vols[0].image.shape:
+            raise DataError(f"'{v.source}' has shape {v.image.shape} but '{vols[0].source}' has {vols[0].image.shape}; "
+                            "the channels of a case must be on one grid. Resample them onto the first channel's grid.")
+    return dataclasses.replace(vols[0], image=np.stack([v.image for v in vols]))
+
+def _same_file(a:Path, b:Path) -> bool:
+    try: return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError: return False
+
 def predict(model, # a model file, a run folder, or `load_model`'s (network, info)
-            inputs, # a NIfTI file, a folder of them, or a list of files
-            out, # folder for the label maps (<image name>.nii.gz)
+            inputs, # a NIfTI file, a folder of them, or a list of files (nnU-Net's CASE_0000 ... files are grouped by case)
+            out, # folder for the label maps (<image name>.nii.gz; CASE.nii.gz for nnU-Net's CASE_XXXX files)
             device=None, # where to run (default: a GPU if there is one)
             overwrite:bool=False, # replace label maps that already exist in `out`
             quiet:bool=False, # no progress bar
             bs:int=32, # slices per forward pass
             probabilities:bool=False, # also write <name>_probs.nii.gz: float32 class probabilities, one volume per class (X, Y, Z, K)
+            skip_existing:bool=False, # keep label maps that already exist and skip their images (finish an interrupted batch)
+            errors:str='raise', # an image that cannot be read or predicted: 'raise' stops; 'report' goes on and lists it (a row with 'error')
            ) -> list:
     "Segment every image of `inputs` and write its label map into `out`; a list of dicts (input, output, shape, seconds, voxels per class)."
     from semicontrast.core import default_device
+    if errors not in ('raise', 'report'): raise DataError(f"errors={errors!r}; use 'raise' or 'report'.")
+    if overwrite and skip_existing: raise DataError("--overwrite and --skip-existing contradict each other; choose one.")
+    device = check_device(device) if device else default_device()
     net, info = load_model(model) if not isinstance(model, tuple) else model
-    files = image_files(inputs)
+    in_ch = getattr(net, 'in_ch', None) or info['arch']['kwargs'].get('in_ch', 1)
+    groups = input_groups(image_files(inputs), in_ch)
     out = Path(out).expanduser()
-    names = [_stem(f) + '.nii.gz' for f in files]
-    written = names + ([_stem(f) + '_probs.nii.gz' for f in files] if probabilities else [])
+    outs = lambda stem: [stem + '.nii.gz'] + ([stem + '_probs.nii.gz'] if probabilities else [])
+    written = [n for stem, _ in groups for n in outs(stem)]
     twice = sorted({n for n in written if written.count(n) > 1})
     if twice: raise DataError(f"two inputs would both be written as '{twice[0]}'; predict them into different --out folders.")
+    for stem, group in groups:   # never replace a scan by its label map, whatever the flags say
+        hit = next(((f, out/n) for n in outs(stem) for f in group if _same_file(f, out/n)), None)
+        if hit: raise DataError(f"--out '{out}' would replace the input scan '{hit[0]}' with its label map; give --out a folder of its own.")
     there = [n for n in written if (out/n).exists()]
-    if there and not overwrite:
-        raise DataError(f"'{out/there[0]}' already exists ({len(there)} of the {len(written)} outputs do); choose another --out or pass --overwrite.")
+    if there and not (overwrite or skip_existing):
+        raise DataError(f"'{out/there[0]}' already exists ({len(there)} of the {len(written)} outputs do); choose another --out, "
+                        "pass --skip-existing to keep them and predict the rest, or --overwrite to replace them.")
+    if skip_existing: groups = [(s, g) for s, g in groups if not all((out/n).exists() for n in outs(s))]
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device) if device else default_device()
     net.to(device)
     prep, names_c = info['prep'], info['class_names']
-    in_ch = getattr(net, 'in_ch', None) or info['arch']['kwargs'].get('in_ch', 1)
     if not quiet:
         from fastprogress.fastprogress import progress_bar
-        it = progress_bar(list(zip(files, names)))
-    else: it = list(zip(files, names))
+        it = progress_bar(groups)
+    else: it = groups
     done = []
-    for f, name in it:
+    for stem, group in it:
         t0 = time.time()
-        case = read_nifti(f, channels=in_ch > 1)
-        if case.n_channels != in_ch:
-            raise DataError(f"'{f}' has {case.n_channels} channel(s) but the model takes {in_ch}; give images of the modalities it was trained on.")
-        pred = predict_volume(net, case, prep, bs=bs, device=device, probabilities=probabilities)
+        try:
+            case = _read_case(group, in_ch)
+            if case.n_channels != in_ch:
+                raise DataError(f"'{group[0]}' has {case.n_channels} channel(s) but the model takes {in_ch}; give images of the modalities it was trained on.")
+            pred = predict_volume(net, case, prep, bs=bs, device=device, probabilities=probabilities)
+        except DataError as e:
+            if errors == 'raise': raise
+            done.append(dict(input=str(group[0]), error=str(e))); continue
         pred, probs = pred if probabilities else (pred, None)
-        _write_label(pred, f, out/name)
-        row = dict(input=str(f), output=str(out/name))
+        _write_label(pred, group[0], out/(stem + '.nii.gz'))
+        row = dict(input=str(group[0]), output=str(out/(stem + '.nii.gz')))
+        if len(group) > 1: row['channels'] = [str(f) for f in group]
         if probs is not None:
-            _write_image(probs.transpose(3, 2, 0, 1), f, out/(_stem(f) + '_probs.nii.gz'), np.float32)   # (Z,K,Y,X) -> (X,Y,Z,K)
-            row['probabilities'] = str(out/(_stem(f) + '_probs.nii.gz'))
+            _write_image(probs.transpose(3, 2, 0, 1), group[0], out/(stem + '_probs.nii.gz'), np.float32)   # (Z,K,Y,X) -> (X,Y,Z,K)
+            row['probabilities'] = str(out/(stem + '_probs.nii.gz'))
         counts = np.bincount(pred.reshape(-1), minlength=len(names_c))
         done.append(dict(row, shape=list(pred.shape), seconds=round(time.time() - t0, 3), voxels={c: int(n) for c, n in zip(names_c, counts)}))
     return done

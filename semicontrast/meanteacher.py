@@ -134,13 +134,14 @@ def meanteacher_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then 
                         split_bn:bool=False, # labelled and unlabelled items through BatchNorm apart in training (SSL4MIS: one pass)
                         head:int=1, # classifier kernel: 1 (ours) or 3 (SSL4MIS's 3x3 out_conv, networks/unet.py)
                         init:str='kaiming', # starting weights: 'kaiming' (ours) or 'pytorch' (the layers' defaults, as SSL4MIS leaves them)
+                        up:str='transpose', # decoder up-sampling: 'transpose' (ours), 'bilinear' or 'bilinear_corners' (SSL4MIS's, networks/unet.py)
                         model:nn.Module=None, # a student network instead of a new UNet (wrapped in `GroupedForward`)
                         loss_func:nn.Module=None, opt_func=Adam, lr:float=DEFAULTS['lr'], wd:float=1e-4, metrics=None, cbs=None, path='.',
                        ) -> Learner:
     "The fastai `Learner` of Mean Teacher: a student U-Net, its EMA teacher, and a ramped consistency on unlabelled items."
     check_classes(n_classes, 'meanteacher_learner')
     if model is None: model = UNet(in_ch=in_ch if in_ch is not None else channels_of(dls), n_classes=n_classes, base=base, depth=depth,
-                                   head=head, init=init)
+                                   head=head, init=init, up=up)
     if ramp not in RAMPS: raise ValueError(f"ramp={ramp!r}: use one of {', '.join(RAMPS)}.")
     T, step = RAMPS[ramp]
     cb = MeanTeacher(ema_decay=ema_decay, consistency=consistency, rampup_iters=T, ramp_step=step, noise=noise, noise_clip=noise_clip,
@@ -160,7 +161,7 @@ def _train(ctx):
 
 MEANTEACHER = register(Method('meanteacher', 'Mean Teacher: a student U-Net, its EMA teacher, ramped consistency on unlabelled slices',
     stages=(Stage('train', _train),),
-    options=learner_options(meanteacher_learner, 'ema_decay', 'consistency', 'noise', 'split_bn', 'ramp', 'consistency_start', 'head', 'init',
+    options=learner_options(meanteacher_learner, 'ema_decay', 'consistency', 'noise', 'split_bn', 'ramp', 'consistency_start', 'head', 'init', 'up',
                             ema_decay=dict(low=0, high=1), consistency=dict(low=0), noise=dict(low=0), ramp=dict(choices=tuple(RAMPS)),
                             consistency_start=dict(low=0), **NET_CHOICES),
     needs_unlabelled=True, learner=meanteacher_learner))

@@ -14,10 +14,10 @@ from .core import DataError, load_torch_dict, atomic_write, package_versions
 from .loaders import Preprocess
 
 # %% auto #0
-__all__ = ['INITS', 'NET_CHOICES', 'FEATURE_PERTURBATIONS', 'ARCHITECTURES', 'MODEL_FORMAT', 'ENCODER_FORMAT', 'unet_widths',
-           'ConvBlock', 'Encoder', 'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights', 'EncoderDecoder',
-           'UNet', 'FeaturePerturbation', 'split_groups', 'TwoStreamUNet', 'register_architecture', 'describe', 'build',
-           'save_model', 'BasicUNetEncoder', 'FeatureUNet', 'save_encoder', 'load_encoder']
+__all__ = ['UPS', 'INITS', 'NET_CHOICES', 'FEATURE_PERTURBATIONS', 'ARCHITECTURES', 'MODEL_FORMAT', 'ENCODER_FORMAT',
+           'unet_widths', 'ConvBlock', 'Encoder', 'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights',
+           'EncoderDecoder', 'UNet', 'FeaturePerturbation', 'split_groups', 'TwoStreamUNet', 'register_architecture',
+           'describe', 'build', 'save_model', 'BasicUNetEncoder', 'FeatureUNet', 'save_encoder', 'load_encoder']
 
 # %% ../nbs/08_models.ipynb #b92945ed
 def unet_widths(base:int=16, # channels of the first (full-resolution) level
@@ -101,14 +101,17 @@ def check_feature_encoder(enc) -> nn.Module:
     return enc
 
 # %% ../nbs/08_models.ipynb #51f14741
+UPS = ('transpose', 'bilinear', 'bilinear_corners')   # the decoder's upsampling choices (`UpBlock`)
+
 class UpBlock(nn.Module):
     "Upsample `x` 2x to `skip_ch` channels, concatenate the skip map and apply a `ConvBlock`."
     def __init__(self, in_ch:int, skip_ch:int, out_ch:int, up:str='transpose', dropout:float=0.0):
         super().__init__()
         if up == 'transpose': self.up = nn.ConvTranspose2d(in_ch, skip_ch, 2, stride=2)
-        elif up == 'bilinear':
-            self.up = nn.Sequential(nn.Conv2d(in_ch, skip_ch, 1), nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False))
-        else: raise ValueError(f"up must be 'transpose' or 'bilinear', got {up!r}.")
+        elif up in ('bilinear', 'bilinear_corners'):   # 'bilinear_corners': the corner pixels of input and output aligned, as SSL4MIS
+            self.up = nn.Sequential(nn.Conv2d(in_ch, skip_ch, 1),
+                                    nn.Upsample(scale_factor=2, mode='bilinear', align_corners=up == 'bilinear_corners'))
+        else: raise ValueError(f"up must be one of {', '.join(UPS)}, got {up!r}.")
         self.conv = ConvBlock(2 * skip_ch, out_ch, dropout)
 
     def forward(self, x, skip): return self.conv(torch.cat([skip, self.up(x)], dim=1))
@@ -117,7 +120,7 @@ class Decoder(nn.Module):
     "U-Net decoder: `len(widths)-1` up steps with skip connections, then a 1x1 classifier."
     def __init__(self, widths:Sequence, # the encoder's widths, finest first
                  n_classes:int, # number of output classes (background included)
-                 up:str='transpose', # 'transpose' (learned 2x2 transposed conv) or 'bilinear' (1x1 conv + bilinear)
+                 up:str='transpose', # 'transpose' (learned 2x2 transposed conv), 'bilinear' (1x1 conv + bilinear) or 'bilinear_corners' (the same, corners aligned: SSL4MIS)
                  dropout:float=0.0, # dropout inside the up blocks: one number or one per up step (coarse to fine)
                  head:int=1, # kernel of the classifier convolution: 1 or 3 (SSL4MIS)
                 ):
@@ -145,7 +148,7 @@ class Decoder(nn.Module):
 
 # %% ../nbs/08_models.ipynb #70285f54
 INITS = ('kaiming', 'pytorch')   # how a new network's weights start (`init_weights`)
-NET_CHOICES = dict(head=dict(choices=(1, 3)), init=dict(choices=INITS))   # the values of the learners' `head` and `init` options
+NET_CHOICES = dict(head=dict(choices=(1, 3)), init=dict(choices=INITS), up=dict(choices=UPS))   # the values of the learners' `head`, `init` and `up` options
 
 def init_weights(m:nn.Module, scheme:str='kaiming', # 'kaiming' (ours) or 'pytorch' (each layer's own default, as SSL4MIS leaves them)
                 ):
@@ -186,7 +189,7 @@ class UNet(EncoderDecoder):
                  base:int=16, # width of the first level (16: SSL4MIS; 48: PCL/IDEAL protocol)
                  depth:int=4, # number of poolings; H and W must be divisible by 2**depth
                  widths:Sequence|None=None, # explicit channels per level; overrides `base` and `depth`
-                 up:str='transpose', # decoder upsampling: 'transpose' or 'bilinear'
+                 up:str='transpose', # decoder upsampling: 'transpose', 'bilinear' or 'bilinear_corners' (SSL4MIS's, networks/unet.py)
                  dropout=None, # encoder dropout per level; None = SSL4MIS (0.05,0.1,0.2,0.3,0.5), a number = same at all levels
                  dec_dropout:float=0.0, # decoder dropout (SSL4MIS: none)
                  head:int=1, # kernel of the classifier: 1 (a 1x1 conv) or 3 (SSL4MIS's 3x3 `out_conv`)

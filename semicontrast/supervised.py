@@ -26,7 +26,7 @@ def supervised_learner(dls:DataLoaders, # `supervised_dls(...)` (or any loaders 
                        in_ch:int=None, # input channels (default: read from one batch)
                        base:int=DEFAULTS['base'], # width of the first U-Net level (16: SSL4MIS, 48: PCL)
                        depth:int=DEFAULTS['depth'], # number of down-sampling steps
-                       up:str='transpose', # decoder up-sampling: 'transpose' or 'bilinear'
+                       up:str='transpose', # decoder up-sampling: 'transpose' (ours), 'bilinear' or 'bilinear_corners' (SSL4MIS's 1x1 conv + bilinear, networks/unet.py)
                        dropout=None, # encoder dropout per level (None: the UNet default)
                        head:int=1, # classifier kernel: 1 (ours) or 3 (SSL4MIS's 3x3 out_conv, networks/unet.py)
                        init:str='kaiming', # starting weights: 'kaiming' (ours) or 'pytorch' (the layers' defaults, as SSL4MIS leaves them)
@@ -99,4 +99,4 @@ def finetune_stage(ctx):
 
 SUPERVISED = register(Method('supervised', 'U-Net trained with Dice + CE on the labelled patients only (the baseline)',
                              stages=(Stage('train', _train),), learner=supervised_learner,
-                             options=learner_options(supervised_learner, 'head', 'init', **NET_CHOICES)))
+                             options=learner_options(supervised_learner, 'head', 'init', 'up', **NET_CHOICES)))

@@ -216,8 +216,43 @@ def test_resident_memory_stops_growing(tmp_path, monkeypatch):
     growth = (max(marks[3:]) - marks[3]) / 2**20
     assert growth < 40, f'resident memory grew {growth:.0f} MB over 96 iterations: {[round(m / 2**20) for m in marks]}'
 
+def _up_kind(net):
+    "How a UNet's decoder upsamples, read from its modules: 'transpose', 'bilinear' or 'bilinear_corners'."
+    up = net.decoder.blocks[0].up
+    if isinstance(up, torch.nn.ConvTranspose2d): return 'transpose'
+    return 'bilinear_corners' if up[1].align_corners else 'bilinear'
+
+def _bilinear_corners_slow(x, scale=2):
+    "Bilinear upsampling with the corner pixels aligned, read literally: output pixel i samples input position i (n_in - 1) / (n_out - 1)."
+    n_in_h, n_in_w = x.shape[-2:]; n_h, n_w = n_in_h * scale, n_in_w * scale
+    out = torch.zeros(x.shape[:-2] + (n_h, n_w))
+    for i in range(n_h):
+        for j in range(n_w):
+            u = i * (n_in_h - 1) / (n_h - 1); v = j * (n_in_w - 1) / (n_w - 1)
+            i0, j0 = int(math.floor(u)), int(math.floor(v)); i1, j1 = min(i0 + 1, n_in_h - 1), min(j0 + 1, n_in_w - 1)
+            a, b = u - i0, v - j0
+            out[..., i, j] = ((1 - a) * (1 - b) * x[..., i0, j0] + (1 - a) * b * x[..., i0, j1]
+                              + a * (1 - b) * x[..., i1, j0] + a * b * x[..., i1, j1])
+    return out
+
+def test_bilinear_corners_upsampling_is_ssl4mis_upblock():
+    "up='bilinear_corners': a 1x1 convolution then bilinear upsampling with corners aligned (SSL4MIS networks/unet.py:65-86); 'bilinear' differs."
+    from semicontrast.models import UpBlock, UNet
+    torch.manual_seed(0)
+    blk = UpBlock(4, 3, 3, up='bilinear_corners')
+    x = torch.randn(2, 4, 5, 3)
+    with torch.no_grad():
+        y = blk.up(x)
+        z = blk.up[0](x)   # the 1x1 convolution alone
+    assert torch.allclose(y, _bilinear_corners_slow(z), atol=1e-5)
+    plain = UpBlock(4, 3, 3, up='bilinear'); plain.load_state_dict(blk.state_dict())
+    with torch.no_grad(): assert not torch.allclose(plain.up(x), y, atol=1e-3)   # align_corners=False samples elsewhere
+    ref_params = 1813619   # SSL4MIS's UNet(in_chns=1, class_num=3) has this many parameters (networks/unet.py:304-320)
+    assert sum(p.numel() for p in UNet(1, 3, base=16, depth=4, head=3, up='bilinear_corners').parameters()) == ref_params
+    with pytest.raises(ValueError, match='bilinear_corners'): UpBlock(4, 3, 3, up='nearest')
+
 def test_the_preset_builds_the_reference_unet(tmp_path, monkeypatch):
-    "ssl4mis-acdc builds supervised, cps and meanteacher's U-Nets as SSL4MIS does: a 3x3 classifier, PyTorch's default init (networks/unet.py)."
+    "ssl4mis-acdc builds supervised, cps and meanteacher's U-Nets as SSL4MIS does: a 3x3 classifier, 1x1 conv + corner-aligned bilinear up steps, PyTorch's default init (networks/unet.py)."
     import fastai.learner
     from semicontrast.data.acdc import write_acdc_h5
     from semicontrast.models import UNet
@@ -229,19 +264,19 @@ def test_the_preset_builds_the_reference_unet(tmp_path, monkeypatch):
     def fit(self, *a, **k):
         nets = [m for m in self.model.modules() if isinstance(m, UNet)]
         conv = [n.encoder.levels[1][1][0].weight for n in nets]   # a 3x3 convolution of each U-Net
-        seen.append(dict(n=len(nets), heads={n.decoder.head.kernel_size for n in nets},
+        seen.append(dict(n=len(nets), heads={n.decoder.head.kernel_size for n in nets}, ups={_up_kind(n) for n in nets},
                          bounded=all(float(w.abs().max()) <= 1 / math.sqrt(w[0].numel()) for w in conv))); raise Stop
     monkeypatch.setattr(fastai.learner.Learner, 'fit', fit)
     for method, n in (('supervised', 1), ('cps', 2), ('meanteacher', 1)):
         with pytest.raises(Stop):
             main(['run', method, '--protocol', 'ssl4mis-acdc', '--smoke', '--quiet', '--data', str(root), '--out', str(tmp_path/method)])
-        assert seen[-1] == dict(n=n, heads={(3, 3)}, bounded=True), method   # uniform within 1/sqrt(fan_in): PyTorch's default
+        assert seen[-1] == dict(n=n, heads={(3, 3)}, ups={'bilinear_corners'}, bounded=True), method   # uniform within 1/sqrt(fan_in): PyTorch's default
     with pytest.raises(Stop):   # what the user says wins over the preset
-        main(['run', 'cps', '--protocol', 'ssl4mis-acdc', '--smoke', '--quiet', '--data', str(root), '--out', str(tmp_path/'o'), '--head', '1', '--init', 'kaiming'])
-    assert seen[-1] == dict(n=2, heads={(1, 1)}, bounded=False)
+        main(['run', 'cps', '--protocol', 'ssl4mis-acdc', '--smoke', '--quiet', '--data', str(root), '--out', str(tmp_path/'o'), '--head', '1', '--init', 'kaiming', '--up', 'transpose'])
+    assert seen[-1] == dict(n=2, heads={(1, 1)}, ups={'transpose'}, bounded=False)
     with pytest.raises(Stop):   # without the preset: this package's defaults
         main(['run', 'supervised', '--smoke', '--quiet', '--data', str(root), '--out', str(tmp_path/'d')])
-    assert seen[-1] == dict(n=1, heads={(1, 1)}, bounded=False)
+    assert seen[-1] == dict(n=1, heads={(1, 1)}, ups={'transpose'}, bounded=False)
 
 def test_every_run_hands_freed_memory_back(tmp_path, monkeypatch):
     "RunContext.fit adds ReleaseMemory: without it glibc keeps freed activations and the resident memory creeps up (callbacks notebook)."

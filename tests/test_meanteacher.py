@@ -133,7 +133,7 @@ def test_bad_arguments():
 def test_registered_with_its_learner_defaults():
     assert METHODS['meanteacher'] is MEANTEACHER and MEANTEACHER.needs_unlabelled
     assert MEANTEACHER.defaults() == {'ema_decay': 0.99, 'consistency': 0.1, 'noise': 0.1, 'split_bn': False, 'ramp': 'ssl4mis', 'consistency_start': 1000,
-                                    'head': 1, 'init': 'kaiming'}
+                                    'head': 1, 'init': 'kaiming', 'up': 'transpose'}
 
 
 def test_semicontrast_run_meanteacher_smoke_and_resume_is_exact(tmp_path):

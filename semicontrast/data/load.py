@@ -4,6 +4,7 @@
 
 # %% ../../nbs/02j_data_load.ipynb #b35883a8
 from __future__ import annotations
+import os, re
 from pathlib import Path
 from ..core import DataError, check_path, os_error
 from .core import DatasetInfo, default_intensity, synthetic_phantoms, _check_declared, _classes_from_cases, _warn_absent
@@ -17,7 +18,7 @@ from .brats import BRATS
 from .nnunet import NNUNET
 
 # %% auto #0
-__all__ = ['READERS', 'FORMATS', 'BUILTIN_DATASETS', 'detect_format', 'load_dataset']
+__all__ = ['READERS', 'FORMATS', 'BUILTIN_DATASETS', 'detect_format', 'load_dataset', 'nnunet_raw_dataset']
 
 # %% ../../nbs/02j_data_load.ipynb #a0c2ca50
 READERS = {r.format: r for r in (NNUNET, MSD, ACDC, ACDC_H5, MONUSEG, BTCV, LA_H5, BRATS, PAIRS, DATALIST, NIFTI)}   # asked in this order
@@ -50,13 +51,26 @@ def _load_builtin(name:str, **kwargs) -> tuple:
     cases = synthetic_phantoms(**kw); k = kw.get('n_classes', 3)
     return cases, DatasetInfo('phantom', 'builtin', None, k, ['background'] + [f'class_{i}' for i in range(1, k)], 'synthetic', 'zscore')
 
+def nnunet_raw_dataset(name:str) -> Path|None:
+    "nnU-Net's way of naming a dataset: `Dataset999_Name`, or its id `999`, found in the folder `$nnUNet_raw` names (None if not there)."
+    raw = os.environ.get('nnUNet_raw')
+    if not raw or not Path(raw).is_dir(): return None
+    m = re.fullmatch(r'(?:Dataset)?(\d{1,3})(?:_\w+)?', str(name))
+    if m is None: return None
+    if (Path(raw)/name).is_dir() and str(name).startswith('Dataset'): return Path(raw)/name
+    found = sorted(Path(raw).glob(f'Dataset{int(m.group(1)):03d}_*'))
+    return found[0] if len(found) == 1 and found[0].is_dir() else None
+
 def _load_dataset(name_or_path, fmt=None, **kwargs) -> tuple:
     s = str(name_or_path)
     if s in BUILTIN_DATASETS and fmt is None: return _load_builtin(s, **kwargs)
     p = Path(s).expanduser()
+    if not p.exists(): p = nnunet_raw_dataset(s) or p
     if not p.exists():
+        hint = (" An nnU-Net dataset name (Dataset999_Name) or id is looked up in $nnUNet_raw, which is not set."
+                if re.fullmatch(r'(Dataset)?\d{1,3}(_\w+)?', s) and not os.environ.get('nnUNet_raw') else "")
         raise DataError(f"Dataset '{s}' is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor an existing path. "
-                        "Use one of the built-in names or give the path to your data.")
+                        f"Use one of the built-in names or give the path to your data.{hint}")
     if not (p.is_dir() or p.is_file()):
         raise DataError(f"--data '{p}' is neither a folder nor a regular file (a device, a pipe?); give the folder or file of your dataset.")
     if fmt is None: fmt = detect_format(p)
