@@ -15,18 +15,28 @@ from .losses import cross_pseudo_loss, sigmoid_rampup
 
 
 # %% auto #0
-__all__ = ['RAMPS', 'PRECISIONS', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency', 'EMAUpdate', 'zero_loss',
-           'NonFiniteLoss', 'FiniteLoss', 'ReleaseMemory', 'DeviceMixedPrecision', 'poly_decay', 'ForegroundDice']
+__all__ = ['RAMPS', 'LOG_KINDS', 'PRECISIONS', 'recorded_loss', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency',
+           'EMAUpdate', 'zero_loss', 'NonFiniteLoss', 'FiniteLoss', 'ReleaseMemory', 'RunLog', 'DeviceMixedPrecision',
+           'poly_decay', 'ForegroundDice']
 
 # %% ../nbs/14_callbacks.ipynb #3b4e969f
+def recorded_loss(learn, loss:torch.Tensor) -> torch.Tensor:
+    """What fastai records as the batch's loss when a callback sets it: `loss` detached; under `get_preds(with_loss=True)`
+    (fastai asks the placeholder `loss_func` for one loss per item) one value per item, each the batch's loss: a
+    contrastive loss belongs to the batch's pairs, not to one item."""
+    placeholder = getattr(learn, 'loss_grad', None)
+    if isinstance(placeholder, torch.Tensor) and placeholder.ndim == 1 and loss.ndim == 0:
+        return loss.detach().expand(len(placeholder)).clone()
+    return loss.detach().clone()
+
 class LossTerms(Callback):
     "Base of callbacks whose loss is a sum of named terms: `set_loss` keeps the batch's terms in `last`, their training means per epoch in `epoch_terms`."
     def before_epoch(self): self._sums, self._n = {}, 0
 
     def set_loss(self, loss, terms:dict, **rates):
         "Make `loss` the batch's loss; record the (detached) `terms`, the loss and any extra per-batch `rates`."
+        self.learn.loss = recorded_loss(self.learn, loss)
         self.learn.loss_grad = loss
-        self.learn.loss = loss.detach().clone()
         self.last = {k: t.detach() for k, t in terms.items()}
         self.last['loss'] = loss.detach()
         self.last.update(rates)
@@ -231,9 +241,10 @@ class EMAUpdate(Callback):
     def after_step(self): self.update()
 
 # %% ../nbs/14_callbacks.ipynb #2cb7a66b
-def zero_loss(pred, *yb):
-    "Placeholder `loss_func` of a pre-training learner: 0 attached to the graph (the real loss is set by the callback)."
+def zero_loss(pred, *yb, reduction:str='mean'):
+    "Placeholder `loss_func` of a pre-training learner: 0 attached to the graph (the real loss is set by the callback); one 0 per item with `reduction='none'`."
     if isinstance(pred, dict): pred = next(iter(pred.values()))
+    if reduction == 'none': return pred.flatten(1).sum(1) * 0.
     return pred.sum() * 0.
 
 
@@ -283,6 +294,87 @@ class ReleaseMemory(Callback):
         if self.trim is not None and self.training and self.learn.iter % self.every == self.every - 1: self.trim(0)
     def after_validate(self):
         if self.trim is not None: self.trim(0)
+
+# %% ../nbs/14_callbacks.ipynb #b7c1a002
+import csv, numbers
+from pathlib import Path
+
+LOG_KINDS = ('csv', 'tensorboard')
+
+def _scalars(d:dict) -> dict:
+    "The entries of `d` that are one number (0-d or one-element tensors, Python numbers), as floats."
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, torch.Tensor) and v.numel() == 1: out[k] = float(v.detach().float())
+        elif isinstance(v, numbers.Real) and not isinstance(v, bool): out[k] = float(v)
+    return out
+
+def _writer(folder:Path):
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DataError("--log tensorboard needs the tensorboard package: pip install tensorboard "
+                        "(or pip install \"semicontrast[tensorboard]\"), or use --log csv.") from None
+    return SummaryWriter(str(folder))
+
+class RunLog(Callback):
+    "Write every loss term, the learning rate (each training step) and the validation loss and metrics (each validation) to CSV and/or TensorBoard."
+    order = 60   # after the Recorder (50) has the epoch's validation values
+    def __init__(self, folder, # where the logs go (a run's `out/logs`)
+                 kinds=('csv',), # any of 'csv' and 'tensorboard'
+                 stage:str='train', # the stage's name: the CSV file's name and the TensorBoard tags' prefix
+                ):
+        kinds = tuple(kinds)
+        bad = [k for k in kinds if k not in LOG_KINDS]
+        if bad or not kinds: raise DataError(f"--log {bad[0] if bad else ''!r}: use {' or '.join(LOG_KINDS)} (repeat --log for both).")
+        self.folder, self.kinds, self.stage = Path(folder), kinds, str(stage)
+        self.tb = _writer(self.folder/'tensorboard') if 'tensorboard' in kinds else None   # fails before training, not after
+
+    def before_fit(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._csv = None
+        if 'csv' in self.kinds:
+            f = self.folder/f'{self.stage}.csv'
+            new = not f.exists() or f.stat().st_size == 0   # a resumed run appends to its own log
+            self._fh = open(f, 'a', newline='')
+            self._csv = csv.writer(self._fh)
+            if new: self._csv.writerow(['step', 'split', 'name', 'value'])
+
+    def _write(self, step:int, split:str, values:dict):
+        for name, v in values.items():
+            if self._csv is not None: self._csv.writerow([step, split, name, f'{v:.6g}'])
+            if self.tb is not None: self.tb.add_scalar(f'{self.stage}/{split}/{name}', v, step)
+
+    def terms(self) -> dict:
+        "This step's loss terms: those a callback of the learner keeps in `last`, else the loss function's own (`DiceCELoss.last_terms`)."
+        out = {}
+        for cb in self.learn.cbs:
+            if cb is not self and isinstance(getattr(cb, 'last', None), dict): out.update(_scalars(cb.last))
+        if not out:   # a plain segmenting learner: the terms of its one loss call
+            lf = self.learn.loss_func
+            for m in (lf.modules() if isinstance(lf, nn.Module) else [lf]): out.update(_scalars(getattr(m, 'last_terms', None)))
+        return {k: v for k, v in out.items() if k not in ('iter', 'step', 'epoch')}   # counters, not values
+
+    def after_batch(self):
+        if not self.training: return
+        step = int(self.learn.train_iter)   # after the step: train_iter counts the steps taken
+        vals = dict(loss=float(self.learn.loss.detach().float().mean()), lr=float(self.learn.opt.hypers[-1]['lr']))
+        self._write(step, 'train', {**vals, **{k: v for k, v in self.terms().items() if k != 'loss'}})
+
+    def after_epoch(self):
+        rec = self.learn.recorder
+        names, vals = rec.metric_names[1:-1], rec.values[-1] if rec.values else []   # train_loss, valid_loss, metrics...
+        valid = {n: float(v) for n, v in zip(names, vals) if n != 'train_loss' and v is not None and np.isfinite(float(v))}
+        if valid: self._write(int(self.learn.train_iter), 'valid', valid)
+        self.flush()
+
+    def flush(self):
+        if self._csv is not None: self._fh.flush()
+        if self.tb is not None: self.tb.flush()
+
+    def after_fit(self):
+        self.flush()
+        if self._csv is not None: self._fh.close(); self._csv = None
+        if self.tb is not None: self.tb.close()
 
 # %% ../nbs/14_callbacks.ipynb #377a0b08
 from fastai.callback.fp16 import MixedPrecision, AMPMode

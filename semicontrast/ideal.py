@@ -19,7 +19,7 @@ from .models import Encoder, TwoStreamUNet, unet_widths, init_weights, load_enco
 from .heads import EncoderWithHead, dense_head_for
 from .losses import DiceCELoss, DenseInfoNCE, info_nce, TAU
 from .distributed import GATHER   # keys from every process under torchrun; this batch's in one process
-from .callbacks import EMAUpdate, TwoStreamConsistency, zero_loss, _unwrap, batch_to_show
+from .callbacks import EMAUpdate, TwoStreamConsistency, zero_loss, recorded_loss, _unwrap, batch_to_show
 from .loaders import pretrain_dls
 from .callbacks import ForegroundDice
 from .method import (SegLearner, with_guard, channels_of, check_classes, check_stage, two_stream_loaders, stage_record, learner_options, Stage, Method, register)
@@ -96,8 +96,8 @@ class DenseContrastivePretrain(Callback):
         if self.global_weight > 0:
             glob = info_nce(c['q'].mean((2, 3)), c['k'].mean((2, 3)), self.temperature, keys=GATHER)
             loss = (1 - self.global_weight) * dense + self.global_weight * glob
+        self.learn.loss = recorded_loss(self.learn, loss)
         self.learn.loss_grad = loss
-        self.learn.loss = loss.detach().clone()
         self.last = dict(q=c['q'].detach(), k_aligned=c['k_aligned'], valid=c['valid'], dense=dense.detach(),
                          glob=None if glob is None else glob.detach(), loss=loss.detach())
 

@@ -154,6 +154,7 @@ class RegionContrastPretrain(LossTerms):
         first = {k: t[:B] for k, t in pred.items()}
         second = {k: t[B:] for k, t in pred.items()} if self.two_views_in_model else {}
         c.update(first=first, second=second)
+        self.learn.pred = next(first[k] for k in ('dense', 'global', 'logits') if k in first)   # a tensor of the batch's items for fastai (get_preds)
         if self.global_loss == 'moco':
             self.key_model.train(self.training)
             with torch.no_grad(): c['key'] = self.key_model.embed_global(c['v2']).detach()

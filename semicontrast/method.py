@@ -18,7 +18,7 @@ from .core import IGNORE_INDEX, DataError, class_map, atomic_write
 from .settings import Option, RUN_SETTINGS, DEFAULTS, valid_cadence
 from .models import save_model, save_encoder, describe
 from fastcore.basics import patch
-from .callbacks import FiniteLoss, DeviceMixedPrecision, ForegroundDice, poly_decay, ReleaseMemory
+from .callbacks import FiniteLoss, DeviceMixedPrecision, ForegroundDice, poly_decay, ReleaseMemory, RunLog
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint, KeepBest
 from .distributed import distrib_fit
 from .loaders import two_stream_dls, iteration_dl, flip_rot90, ssl4mis_augment, random_crop, compose_augment, SegDataLoaders
@@ -241,6 +241,7 @@ class RunContext:
         file = Path(cfg['out'])/'checkpoints'/f'{stage}.pth'
         keep = dict({k: v for k, v in cfg.items() if k not in CKPT_IGNORE}, stage=stage)   # what a resume must match
         cbs = [Checkpoint(file, keep), ReleaseMemory()]   # the resident memory stays flat over a long run (callbacks notebook)
+        if cfg.get('log'): cbs.append(RunLog(self.out/'logs', cfg['log'], stage))   # --log csv / tensorboard: every loss term
         for m in learn.metrics:   # --valid-dice volume: SSL4MIS's validation quantity (val_2D.py), under a name of its own
             if isinstance(m, ForegroundDice) and cfg['valid_dice'] == 'volume': m.as_ssl4mis()
         dice = next((m.name for m in learn.metrics if isinstance(m, ForegroundDice)), None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math, warnings
 import numpy as np
 import torch
-from .core import DataError
+from .core import DataError, IGNORE_INDEX
 from .data import absent_classes
 
 # %% auto #0
@@ -56,19 +56,22 @@ def volume_metrics(pred, # predicted class map (Z, H, W), integer dtype (numpy o
     spacing = _check_spacing(spacing)
     n_classes = int(n_classes)
     if n_classes < 2: raise DataError(f"volume_metrics: n_classes={n_classes}; need at least 2 (background + one structure).")
+    known = target != IGNORE_INDEX   # voxels without a label (nnU-Net's `ignore`) count for no class, predicted or not
     for what, a in (('pred', pred), ('target', target)):
-        if a.size and (a.min() < 0 or a.max() >= n_classes):
-            bad = np.unique(a[(a < 0) | (a >= n_classes)])
+        off = (a < 0) | (a >= n_classes)
+        if what == 'target': off &= known
+        if a.size and off.any():
+            bad = np.unique(a[off])
             raise DataError(f"volume_metrics: {what} has values {bad[:10].tolist()} outside the classes [0, {n_classes}); "
                             f"check n_classes and the label volume.")
     compute_dice, compute_hd, compute_asd = _monai_metrics()
     if pred.shape[0] == 1:                               # a single slice: score as a 2D image
-        pred, target, shape, sp = pred[0], target[0], pred.shape[1:], spacing[1:]
+        pred, target, known, shape, sp = pred[0], target[0], known[0], pred.shape[1:], spacing[1:]
     else: shape, sp = pred.shape, spacing
     diag = _diagonal(shape, sp)
     out = {}
     for c in range(1, n_classes):
-        p, g = pred == c, target == c
+        p, g = (pred == c) & known, target == c
         if definition == 'medpy': out[c] = medpy_metrics(p, g, sp); continue
         if not p.any() and not g.any(): out[c] = dict(dice=1.0, hd95=0.0, asd=0.0); continue
         if not p.any() or not g.any(): out[c] = dict(dice=0.0, hd95=diag, asd=diag); continue

@@ -141,6 +141,7 @@ class MixCLPretrain(LossTerms):
         c, pred, B = self.cache, self.learn.pred, self.cache['B']
         if self.two_views: c['v1'], c['v2'] = ({k: t[i * B:(i + 1) * B] for k, t in pred.items()} for i in (0, 1))
         if self.w['recon'] > 0: c['rec'] = pred['recon'][-B:]
+        self.learn.pred = next(iter(pred.values()))[:B]   # a tensor of the batch's items (the first view's first output) for fastai (get_preds)
 
     def after_loss(self):
         c, terms = self.cache, {}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_settings.ipynb #1fb37ac6
 from __future__ import annotations
-import argparse, math, numbers, os
+import argparse, dataclasses, math, numbers, os
 from dataclasses import dataclass
 from typing import Callable
 from .core import DataError
@@ -49,7 +49,10 @@ class Option:
 
     def check(self, value):
         "`value` converted to the option's type and checked; a `DataError` naming the flag otherwise."
-        if value is None or self.many: return list(value) if self.many and value is not None else value
+        if self.many and value is not None:   # a list: each element checked as a single value would be
+            if isinstance(value, (str, bytes)) or not hasattr(value, '__iter__'): value = [value]
+            return [dataclasses.replace(self, many=False).check(v) for v in value]
+        if value is None: return value
         if self.valid is not None: return self.valid(self, value)
         v = value
         if self.type in (int, float):
@@ -207,6 +210,9 @@ RUN_SETTINGS = {o.name: o for o in (
     Option('device', None, "'cpu', 'cuda', 'cuda:1' ... (default: a GPU if there is one)", str, control=True),
     Option('smoke', False, 'tiny CPU-sized run of the same pipeline (checks that it runs; its numbers mean nothing)', bool, control=True),
     Option('quiet', False, 'no progress bars', bool, control=True),
+    Option('log', None, "keep training curves in --out/logs: 'csv' (every loss term, the learning rate, the validation metrics) or "
+           "'tensorboard' (the same as event files; needs the tensorboard package); repeat the flag for both", str,
+           choices=('csv', 'tensorboard'), many=True, control=True),
     Option('overwrite', False, 'replace an existing result in --out', bool, control=True),
     Option('resume', False, 'continue an interrupted run from --out/checkpoints (same command otherwise)', bool, control=True),
 )}

@@ -99,6 +99,11 @@ def _unit(path:Path) -> str:
     rel = path.resolve().relative_to(PKG.resolve()) if path.resolve().is_relative_to(PKG.resolve()) else Path(path.name)
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
+def _is_unit(parts:list) -> bool:
+    "Whether semicontrast.a.b names a module or subpackage (rather than an attribute of a package's __init__)."
+    p = PKG.joinpath(*parts[1:])
+    return p.with_suffix('.py').exists() or (p/'__init__.py').exists()
+
 def _imports(path:Path) -> set:
     "semicontrast units (top-level modules or subpackages) imported by a file, at any depth of its code (relative or absolute)."
     rel = path.resolve().relative_to(PKG.resolve()) if path.resolve().is_relative_to(PKG.resolve()) else Path(path.name)
@@ -109,7 +114,7 @@ def _imports(path:Path) -> set:
             if n.level:
                 base = pkg[:len(pkg) - n.level + 1]
                 full = base + (n.module.split('.') if n.module else [])
-                names = [full + [a.name] for a in n.names] if not n.module else [full]
+                names = [full + [a.name] for a in n.names if _is_unit(full + [a.name])] if not n.module else [full]   # `from . import __version__`: an attribute of the package, no unit
             else: names = [n.module.split('.')] if (n.module or '').startswith('semicontrast.') else []
             found.update(f[1] for f in names if len(f) > 1)
         elif isinstance(n, ast.Import):

@@ -18,8 +18,8 @@ __all__ = ['Case', 'distance_unit', 'synthetic_phantoms', 'tile_cases', 'Dataset
 # %% ../../nbs/02a_data_core.ipynb #b2a2e08a
 def _where(source, id): return f"'{source}'" if source else f"case '{id}'"
 
-def _check_label_values(lbl, where:str) -> np.ndarray:
-    "Return `lbl` as uint8 after checking it holds integers in [0, 254]; `where` names the file in the error."
+def _check_label_values(lbl, where:str, ignore_ok:bool=False) -> np.ndarray:
+    "Return `lbl` as uint8 after checking it holds integers in [0, 254] (and `IGNORE_INDEX`, voxels without a label, when `ignore_ok`); `where` names the file in the error."
     lbl = np.asarray(lbl)
     if lbl.dtype == bool: return lbl.astype(np.uint8)
     if not (np.issubdtype(lbl.dtype, np.integer) or np.issubdtype(lbl.dtype, np.floating)):
@@ -35,6 +35,7 @@ def _check_label_values(lbl, where:str) -> np.ndarray:
                             "linear interpolation? Resample labels with nearest-neighbour interpolation.")
         lbl = np.round(lbl)
     lo, hi = lbl.min(), lbl.max()
+    if ignore_ok and hi == IGNORE_INDEX: hi = lbl[lbl != IGNORE_INDEX].max(initial=0)
     if lo < 0: raise DataError(f"Label map of {where} holds negative values (min {lo:g}); class ids must be 0, 1, 2, ... Fix the label file.")
     if hi >= IGNORE_INDEX:
         raise DataError(f"Label map of {where} holds the value {hi:g}; class ids must be below {IGNORE_INDEX} "
@@ -83,7 +84,7 @@ class Case:
             if lbl.shape != self.spatial_shape:
                 raise DataError(f"Label map of {where} has shape {lbl.shape} but the image's spatial shape is {self.spatial_shape}. "
                                 "Check that the label file belongs to this image (same case, same resampling).")
-            self.label = _check_label_values(lbl, where)
+            self.label = _check_label_values(lbl, where, ignore_ok=bool((self.meta or {}).get('ignore_label')))   # a reader that maps a declared 'ignore' label sets it
         self.patient = self.id if self.patient is None else str(self.patient)
         if self.meta is None: self.meta = {}
 
@@ -218,8 +219,13 @@ def default_intensity(modality) -> str:
     if any(k in m for k in ('rgb', 'histo', 'h&e', 'microscop', 'patholog')): return 'minmax'
     return 'zscore'
 
+def _top_class(label:np.ndarray) -> int:
+    "The largest class id of a label map, voxels without a label (`IGNORE_INDEX`) left out."
+    top = int(label.max())
+    return int(label[label != IGNORE_INDEX].max(initial=0)) if top == IGNORE_INDEX else top
+
 def _classes_from_cases(cases, known=None):
-    mx = max((int(c.label.max()) for c in cases if c.label is not None and c.label.size), default=None)
+    mx = max((_top_class(c.label) for c in cases if c.label is not None and c.label.size), default=None)
     if mx is None: return (len(known), list(known)) if known else (None, None)
     n = max(mx + 1, len(known) if known else 2)
     return n, [(known[i] if known and i < len(known) else ('background' if i == 0 else f'class_{i}')) for i in range(n)]
@@ -230,8 +236,8 @@ def _check_declared(cases, known, declared_by:str, n_channels=None, channels_by:
     "Refuse label values outside the declared classes `known`, and images whose channel count differs (errors name the file)."
     if known:
         for c in cases:
-            if c.label is not None and c.label.size and int(c.label.max()) >= len(known):
-                bad = sorted(int(v) for v in np.unique(c.label) if v >= len(known))
+            if c.label is not None and c.label.size and _top_class(c.label) >= len(known):
+                bad = sorted(int(v) for v in np.unique(c.label) if len(known) <= v != IGNORE_INDEX)
                 raise DataError(f"Label file '{_label_file(c)}' holds the value(s) {bad[:5]}, but {declared_by} declares the classes "
                                 f"0..{len(known) - 1} ({', '.join(map(str, known))}). Fix the label file, or declare the extra classes.")
     ref = cases[0] if n_channels is None else None

@@ -7,12 +7,12 @@ from __future__ import annotations
 import re, json
 from pathlib import Path
 import numpy as np
-from ..core import DataError, check_path
+from ..core import DataError, check_path, IGNORE_INDEX
 from .core import Case, Reader, _read_json
 from .nifti import read_nifti
 
 # %% auto #0
-__all__ = ['NNUNET', 'nnunet_classes', 'read_nnunet']
+__all__ = ['NNUNET', 'nnunet_ignore_id', 'nnunet_classes', 'read_nnunet']
 
 # %% ../../nbs/02i_data_nnunet.ipynb #73cb2a65
 def _nnunet_json(folder:Path) -> dict:
@@ -24,10 +24,23 @@ def _nnunet_json(folder:Path) -> dict:
             raise DataError(f"'{js}' has no '{k}' mapping; nnU-Net v2 needs e.g. \"channel_names\": {{\"0\": \"T2\"}}, \"labels\": {{\"background\": 0, \"tumour\": 1}}.")
     return d
 
-def nnunet_classes(folder) -> list:
-    "Class names of an nnU-Net v2 dataset, by class id (from dataset.json `labels`: name -> id)."
+def nnunet_ignore_id(folder) -> int|None:
+    "The id of nnU-Net v2's `ignore` label in dataset.json (voxels left out of the loss and the metrics), or None; it must be the largest id."
     js = Path(folder)/'dataset.json'
     labels = _nnunet_json(Path(folder))['labels']
+    if 'ignore' not in labels: return None
+    ig = labels['ignore']
+    others = [v for k, v in labels.items() if k != 'ignore' and isinstance(v, int)]
+    if not (isinstance(ig, int) and not isinstance(ig, bool) and others and ig > max(others)):
+        raise DataError(f"'{js}': the 'ignore' label is {ig!r}; nnU-Net v2 needs it to be the largest label id (here {max(others, default=0) + 1}).")
+    return ig
+
+def nnunet_classes(folder) -> list:
+    "Class names of an nnU-Net v2 dataset, by class id (from dataset.json `labels`: name -> id); nnU-Net's `ignore` label is not a class."
+    js = Path(folder)/'dataset.json'
+    labels = dict(_nnunet_json(Path(folder))['labels'])
+    ig = nnunet_ignore_id(folder)
+    if ig is not None: labels.pop('ignore')
     bad = {k: v for k, v in labels.items() if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0)}
     if bad:
         k, v = next(iter(bad.items()))
@@ -49,6 +62,7 @@ def read_nnunet(folder, # nnU-Net v2 raw dataset: dataset.json, imagesTr/CASE_XX
         raise DataError(f"'{folder/'dataset.json'}': file_ending {ending!r}; only NIfTI (.nii.gz, .nii) is read. Convert the images "
                         "(e.g. with SimpleITK) and set \"file_ending\": \".nii.gz\".")
     chans = sorted(int(k) for k in d['channel_names'])
+    ignore = nnunet_ignore_id(folder)
     pat = re.compile(r'^(.*)_(\d{4})' + re.escape(ending) + '$')
     def cases_in(sub:str) -> dict:
         found = {}
@@ -66,7 +80,10 @@ def read_nnunet(folder, # nnU-Net v2 raw dataset: dataset.json, imagesTr/CASE_XX
                 raise DataError(f"Image file '{v.source}' has shape {v.image.shape} but '{vols[0].source}' has {vols[0].image.shape}; "
                                 "the channels of a case must be on one grid. Resample them onto the first channel's grid.")
         img = vols[0].image if len(vols) == 1 else np.stack([v.image for v in vols])
-        return Case(cid, img, vols[0].label, vols[0].spacing, source=str(files[chans[0]]), meta=dict(vols[0].meta, channels=d['channel_names']))
+        lab, meta = vols[0].label, dict(vols[0].meta, channels=d['channel_names'])
+        if lab is not None and ignore is not None:   # nnU-Net's ignore label: voxels without a label, as in every loss and metric here
+            lab = np.where(lab == ignore, IGNORE_INDEX, lab).astype(np.uint8); meta['ignore_label'] = True
+        return Case(cid, img, lab, vols[0].spacing, source=str(files[chans[0]]), meta=meta)
     tr, out = cases_in('imagesTr'), []
     labels = {p.name[:-len(ending)]: p for p in sorted((folder/'labelsTr').glob('*' + ending))} if (folder/'labelsTr').is_dir() else {}
     orphans = sorted(set(labels) - set(tr))
