@@ -16,7 +16,7 @@ from .metrics import predict_volume
 import semicontrast.learner   # every registered method, and with it every network `models.build` can rebuild
 
 # %% auto #0
-__all__ = ['model_file', 'load_model', 'image_files', 'input_groups', 'predict']
+__all__ = ['model_file', 'load_model', 'load_learner', 'image_files', 'input_groups', 'predict']
 
 # %% ../nbs/24_inference.ipynb #3375ed34
 _FIX = ("give a model.pth written by `semicontrast run` (or by models.save_model); a bare state_dict from an older run "
@@ -44,6 +44,29 @@ def load_model(path, # a model file, or a run folder holding model.pth
     info['prep'], info['arch'] = Preprocess.from_dict(d['preprocess']), d['arch']
     return model.to(device or 'cpu').eval(), info
 
+
+# %% ../nbs/24_inference.ipynb #c8d1e002
+def load_learner(fname, # a model file (`learn.export()`, a run's model.pth) or a run folder
+                 cpu:bool=True, # put the network on the CPU (False: a GPU if there is one)
+                 cases=None, # labelled `Case`s to serve as the validation set (show_results, validate, get_preds); None: no data
+                 bs:int=16, # slices per batch of that validation set
+                ):
+    "A model file back as a `SegLearner` ready for `predict`, `get_preds`, `validate` and `show_results` (fastai's `load_learner` for semicontrast's model files)."
+    from fastai.data.load import DataLoader
+    from semicontrast.core import default_device
+    from semicontrast.method import SegLearner
+    from semicontrast.loaders import SliceDataset, SegDataLoaders
+    from semicontrast.losses import DiceCELoss
+    from semicontrast.callbacks import ForegroundDice
+    net, info = load_model(fname, device='cpu' if cpu else default_device())
+    prep, names = info['prep'], list(info['class_names'])
+    valid = SliceDataset(list(cases), prep, labelled=True) if cases else []
+    device = next(net.parameters()).device
+    dls = SegDataLoaders(DataLoader([], bs=bs), DataLoader(valid, bs=bs, shuffle=False, drop_last=False), device=device)
+    dls.prep = prep
+    learn = SegLearner(dls, net, loss_func=DiceCELoss(), metrics=[ForegroundDice(len(names))], path=model_file(fname).parent)
+    learn.class_names, learn.model_info = names, info
+    return learn
 
 # %% ../nbs/24_inference.ipynb #79c99caa
 def image_files(inputs) -> list:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_method.ipynb #7d27d658
 from __future__ import annotations
-import inspect, math, time
+import inspect, math, os, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -14,7 +14,7 @@ from fastai.learner import Learner
 from fastai.callback.schedule import *   # patches fit_one_cycle onto Learner; ParamScheduler (used by RunContext.fit)
 from fastai.callback.progress import *   # progress bars, and Learner.no_bar (used by RunContext.fit when quiet)
 from fastcore.docments import docments
-from .core import IGNORE_INDEX, DataError, class_map, atomic_write
+from .core import IGNORE_INDEX, DataError, class_map, atomic_write, check_path
 from .settings import Option, RUN_SETTINGS, DEFAULTS, valid_cadence
 from .models import save_model, save_encoder, describe
 from fastcore.basics import patch
@@ -57,12 +57,15 @@ class SegLearner(Learner):
         aside = [c for c in self.cbs if not isinstance(c, (TrainEvalCallback, Recorder)) and type(c).__name__ != 'ProgressCallback']
         with self.removed_cbs(aside): return super().summary()
 
-    def predict(self, item, # a slice (C,h,w) at the model's input size, or a `data.Case` (a whole volume)
+    def predict(self, item, # a slice (C,h,w) at the model's input size, a `data.Case`, or a NIfTI file (a whole volume)
                ):
-        "A slice -> (class map (h,w), probabilities (K,h,w)); a `Case` -> its class map (Z,H,W) in the case's geometry (`metrics.predict_volume`)."
+        "A slice -> (class map (h,w), probabilities (K,h,w)); a `Case` or a NIfTI path -> its class map (Z,H,W) in the volume's geometry (`metrics.predict_volume`)."
         from semicontrast.metrics import predict_volume
         if not self.segments: self._seg(None)
         dev = next(self.model.parameters()).device
+        if isinstance(item, (str, os.PathLike)):   # a scan on disk: read as `semicontrast predict` reads it (RAS, channels last in a 4D file)
+            from semicontrast.data.nifti import read_nifti
+            item = read_nifti(check_path(item, 'predict: the image', 'file'), channels=getattr(self.model, 'in_ch', 1) > 1)
         if hasattr(item, 'image') and hasattr(item, 'spatial_shape'):
             prep = getattr(self.dls, 'prep', None)
             if prep is None: raise DataError("predict(case) needs the preprocessing of training (dls.prep); build the loaders with semicontrast's *_dls functions.")
@@ -123,8 +126,14 @@ def export(self:SegLearner, fname='model.pth', # file name (relative to `learn.p
            class_names=None, # output channel names (default: background, class_1, ...)
            **extra, # more plain values for the file
           ) -> Path:
-    "fastai's `export`, as a self-describing model file (`save_model`) instead of a pickle of the learner; read it back with `load_model`."
+    "fastai's `export`, as a self-describing model file (`save_model`; read it back with `inference.load_learner` or `load_model`); a pre-training learner writes its encoder (`save_encoder`, default name encoder.pth)."
     prep = getattr(self.dls, 'prep', None)
+    if not self.segments:   # embeddings, not a segmentation: what a later stage needs is the pre-trained encoder
+        m = getattr(self.model, 'module', self.model)
+        enc = getattr(m, 'encoder', None) or getattr(getattr(m, 'unet', None), 'encoder', None)
+        if enc is None: raise DataError(f"export: the pre-training network {type(m).__name__} has no .encoder (or .unet.encoder) to write.")
+        meta = dict(preprocess=prep.to_dict()) if hasattr(prep, 'to_dict') else {}
+        return save_encoder(enc, Path(self.path)/('encoder.pth' if fname == 'model.pth' else fname), **meta, **extra)
     if prep is None: raise DataError("export needs the preprocessing of training (dls.prep); build the loaders with semicontrast's *_dls functions.")
     n = describe(self.model)['kwargs'].get('n_classes') or getattr(self.model, 'n_classes', 2)
     names = list(class_names) if class_names is not None else ['background'] + [f'class_{i}' for i in range(1, int(n))]
