@@ -17,7 +17,7 @@ from .losses import cross_pseudo_loss, sigmoid_rampup
 # %% auto #0
 __all__ = ['RAMPS', 'LOG_KINDS', 'PRECISIONS', 'recorded_loss', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency',
            'EMAUpdate', 'zero_loss', 'NonFiniteLoss', 'FiniteLoss', 'ReleaseMemory', 'RunLog', 'DeviceMixedPrecision',
-           'poly_decay', 'ForegroundDice']
+           'poly_decay', 'ForegroundDice', 'MonaiMetric']
 
 # %% ../nbs/14_callbacks.ipynb #3b4e969f
 def recorded_loss(learn, loss:torch.Tensor) -> torch.Tensor:
@@ -484,5 +484,35 @@ class ForegroundDice(Metric):
         if vols: return float(np.mean([np.mean(v) for v in vols.values()]))
         vals = [v for v in self.per_class if not math.isnan(v)]
         return float(np.mean(vals)) if vals else float('nan')
+    @property
+    def name(self): return self._name
+
+# %% ../nbs/14_callbacks.ipynb #e1f2a002
+import torch.nn.functional as F
+
+class MonaiMetric(Metric):
+    "A MONAI cumulative metric (one-hot `(B, K, H, W)` inputs) as a fastai metric: argmax of the predictions against the labelled items, aggregated over the epoch."
+    def __init__(self, metric, # e.g. `monai.metrics.DiceMetric(include_background=False)`
+                 n_classes:int, # classes including background (the one-hot depth)
+                 name:str|None=None, # the column name (default: the MONAI class name)
+                ):
+        self.metric, self.n_classes, self._name = metric, int(n_classes), name or type(metric).__name__
+
+    def reset(self): self.metric.reset()
+
+    def accumulate(self, learn):
+        pred = learn.pred[0] if isinstance(learn.pred, (tuple, list)) else learn.pred
+        y = _plain(learn.yb[0])
+        lab = (y != IGNORE_INDEX).flatten(1).all(1)   # fully labelled items only: MONAI's metrics have no ignore value
+        if not lab.any(): return
+        one = lambda t: F.one_hot(t.long(), self.n_classes).movedim(-1, 1).float()
+        self.metric(y_pred=one(class_map(_plain(pred)[lab])), y=one(y[lab]))
+
+    @property
+    def value(self):
+        r = self.metric.aggregate()
+        r = r[0] if isinstance(r, (list, tuple)) else r
+        return float(torch.nanmean(torch.as_tensor(r, dtype=torch.float32))) if torch.as_tensor(r).numel() else float('nan')
+
     @property
     def name(self): return self._name

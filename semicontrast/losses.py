@@ -12,10 +12,11 @@ from .core import IGNORE_INDEX, class_map
 TAU = 0.1   # tau: the default temperature of every contrastive loss and method here (each parameter says where its value comes from)
 
 # %% auto #0
-__all__ = ['TAU', 'LOCAL', 'Keys', 'soft_dice_loss', 'DiceCELoss', 'fp32_logits', 'DenseInfoNCE', 'info_nce', 'cross_pseudo_loss',
-           'sigmoid_rampup', 'sample_regions', 'pool_regions', 'RegionInfoNCE', 'MoCoQueue', 'moco_loss',
-           'patch_info_nce', 'contrast_labels', 'sample_class_pixels', 'supcon_loss', 'pixel_contrast_loss', 'nt_xent',
-           'label_contrast_loss', 'supcon_floor', 'label_contrast_floor', 'reconstruction_loss']
+__all__ = ['TAU', 'LOCAL', 'Keys', 'soft_dice_loss', 'DiceCELoss', 'MonaiLoss', 'fp32_logits', 'DenseInfoNCE', 'info_nce',
+           'cross_pseudo_loss', 'sigmoid_rampup', 'sample_regions', 'pool_regions', 'RegionInfoNCE', 'MoCoQueue',
+           'moco_loss', 'patch_info_nce', 'contrast_labels', 'sample_class_pixels', 'supcon_loss',
+           'pixel_contrast_loss', 'nt_xent', 'label_contrast_loss', 'supcon_floor', 'label_contrast_floor',
+           'reconstruction_loss']
 
 # %% ../nbs/09_losses.ipynb #40199918
 def _plain(x):
@@ -141,6 +142,27 @@ class DiceCELoss(nn.Module):
     def decodes(self, x): return class_map(_plain(x))
     def extra_repr(self):
         return f"ce_weight={self.ce_weight}, dice_weight={self.dice_weight}, ignore_index={self.ignore_index}, include_background={self.include_background}"
+
+# %% ../nbs/09_losses.ipynb #d9e1f002
+class MonaiLoss(nn.Module):
+    "A MONAI loss (target `(B, 1, H, W)`) on this package's `(B, H, W)` targets: unlabelled items left out, a batch without any labelled item gives 0."
+    def __init__(self, loss:nn.Module, # e.g. `monai.losses.DiceCELoss(to_onehot_y=True, softmax=True)`
+                ):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits, target) -> torch.Tensor:
+        logits, target = _check_seg(logits, target, IGNORE_INDEX)
+        known = target != IGNORE_INDEX
+        lab = known.flatten(1).any(1)
+        if not lab.any(): return _zero(logits)
+        if not known[lab].all():
+            raise ValueError("MonaiLoss: some labelled items have voxels without a label (IGNORE_INDEX); MONAI's losses have no ignore "
+                             "value and would count them as a class. Use semicontrast.losses.DiceCELoss for partially labelled data.")
+        return self.loss(logits[lab].float(), target[lab][:, None])
+
+    def activation(self, x): return F.softmax(_plain(x).float(), dim=1)   # fastai's predict / get_preds
+    def decodes(self, x): return class_map(_plain(x))
 
 # %% ../nbs/09_losses.ipynb #f0c01cea
 class _ChunkedInfoNCE(torch.autograd.Function):
