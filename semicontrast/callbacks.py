@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_callbacks.ipynb #3d2d1a49
 from __future__ import annotations
-import contextlib, ctypes, ctypes.util, math, random
+import contextlib, ctypes, ctypes.util, math, random, sys, time
 import numpy as np
 import torch
 from torch import nn
@@ -16,8 +16,8 @@ from .losses import cross_pseudo_loss, sigmoid_rampup
 
 # %% auto #0
 __all__ = ['RAMPS', 'LOG_KINDS', 'PRECISIONS', 'recorded_loss', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency',
-           'EMAUpdate', 'zero_loss', 'NonFiniteLoss', 'FiniteLoss', 'ReleaseMemory', 'RunLog', 'DeviceMixedPrecision',
-           'poly_decay', 'ForegroundDice', 'MonaiMetric']
+           'EMAUpdate', 'zero_loss', 'NonFiniteLoss', 'FiniteLoss', 'ReleaseMemory', 'RunLog', 'PlainProgress',
+           'DeviceMixedPrecision', 'poly_decay', 'ForegroundDice', 'MonaiMetric']
 
 # %% ../nbs/14_callbacks.ipynb #3b4e969f
 def recorded_loss(learn, loss:torch.Tensor) -> torch.Tensor:
@@ -375,6 +375,33 @@ class RunLog(Callback):
         self.flush()
         if self._csv is not None: self._fh.close(); self._csv = None
         if self.tb is not None: self.tb.close()
+
+# %% ../nbs/14_callbacks.ipynb #b7c1a007
+class PlainProgress(Callback):
+    "Training progress as plain lines (for a log file): every tenth of an epoch's steps, and each epoch's losses and metrics by name."
+    order = 61   # after the Recorder (50) has the epoch's values
+    def __init__(self, stage:str='train', # the stage's name, at the start of every line
+                 file=None, # where the lines go (default: standard output)
+                ):
+        self.stage, self.file = stage, file
+
+    def _print(self, msg): print(f'{self.stage}: {msg}', file=self.file if self.file is not None else sys.stdout, flush=True)
+
+    def before_fit(self):
+        self.t0, self.total = time.time(), self.learn.n_epoch * len(self.learn.dls.train)
+
+    def after_batch(self):
+        if not self.training: return
+        n = len(self.learn.dls.train); i = int(self.learn.iter) + 1
+        if n >= 10 and i % (n // 10) == 0 and i != n:
+            self._print(f'step {int(self.learn.train_iter)}/{self.total}, loss {float(self.learn.smooth_loss):.4f}, {time.time() - self.t0:.0f} s')
+
+    def after_epoch(self):
+        rec = self.learn.recorder
+        vals = rec.values[-1] if rec.values else []
+        parts = [f'{n} {v:.4f}' for n, v in zip(rec.metric_names[1:-1], vals) if v is not None]
+        self._print(f'epoch {int(self.learn.epoch) + 1}/{self.learn.n_epoch}, step {int(self.learn.train_iter)}/{self.total}, '
+                    f"{', '.join(parts)}, {time.time() - self.t0:.0f} s")
 
 # %% ../nbs/14_callbacks.ipynb #377a0b08
 from fastai.callback.fp16 import MixedPrecision, AMPMode

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #b9b7f1f2
 from __future__ import annotations
-import os, errno, random, platform, importlib
+import os, errno, random, platform, importlib, sys, time
 import numpy as np
 import torch
 import warnings
@@ -16,7 +16,7 @@ warnings.filterwarnings('ignore', message=r"The 'mode\.chained_assignment' optio
 # %% auto #0
 __all__ = ['IGNORE_INDEX', 'RUN_SIZES', 'DataError', 'check_path', 'load_torch_dict', 'os_error', 'atomic_write', 'fingerprint',
            'cases_fingerprint', 'set_seed', 'class_map', 'default_device', 'check_device', 'run_size',
-           'package_versions', 'device_info']
+           'interactive_output', 'progress', 'package_versions', 'device_info']
 
 # %% ../nbs/00_core.ipynb #cc8cdc74
 IGNORE_INDEX = 255  # label value meaning "no ground truth here" (unlabelled items, padding)
@@ -160,6 +160,30 @@ def run_size() -> str:
         return forced
     if os.environ.get('SEMICONTRAST_SMOKE', '').lower() in ('1', 'true', 'yes'): return 'smoke'
     return 'full' if default_device().type == 'cuda' else 'reduced'
+
+# %% ../nbs/00_core.ipynb #f0a1b002
+def interactive_output(stream=None) -> bool:
+    "Whether progress can be redrawn in place: a notebook, or a terminal on `stream` (default: standard output)."
+    ip = sys.modules.get('IPython')
+    if ip is not None and getattr(ip, 'get_ipython', lambda: None)() is not None: return True
+    s = stream if stream is not None else sys.stdout
+    return bool(getattr(s, 'isatty', lambda: False)())
+
+def progress(items, # what to go through (a sequence: its length is the total)
+             what:str='items', # the name of the items in the plain lines ('test volumes', 'images')
+             quiet:bool=False, # no progress at all
+             plain:bool|None=None, # plain lines (True) or a redrawn bar (False); None: a bar only where it can be redrawn (`interactive_output`)
+            ):
+    "Iterate `items` with a progress bar in a terminal or notebook, or with a plain line every tenth of the way when the output is a file."
+    items = list(items)
+    if quiet or not items: yield from items; return
+    if not (plain if plain is not None else not interactive_output()):
+        from fastprogress.fastprogress import progress_bar
+        yield from progress_bar(items, leave=False); return
+    n, t0, step = len(items), time.time(), max(1, len(items) // 10)
+    for i, it in enumerate(items, 1):
+        yield it
+        if i % step == 0 or i == n: print(f"{what}: {i}/{n} done, {time.time() - t0:.0f} s", flush=True)
 
 # %% ../nbs/00_core.ipynb #d1666eee
 def package_versions(names=('semicontrast', 'torch', 'fastai', 'fastcore', 'numpy', 'monai', 'nibabel', 'scikit-image', 'h5py', 'plotly')) -> dict:

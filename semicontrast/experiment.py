@@ -159,7 +159,7 @@ def _run_in(ctx:RunContext, cases, split, command, t0, t_load, arguments, resume
     last_file = 'model.pth' if cfg['test_on'] == 'last' else f'models/{last}_last.pth'
     model, info, parts, device = learn.model, ctx.info, ctx.parts, ctx.device
     t_train = time.time()
-    ev = evaluate(model, parts['test'], ctx.prep, info.n_classes, class_names=info.class_names, device=device, definition=cfg['metrics'])
+    ev = evaluate(model, parts['test'], ctx.prep, info.n_classes, class_names=info.class_names, device=device, definition=cfg['metrics'], quiet=bool(cfg.get('quiet')))
     t_eval = time.time()
     ctx.save_model(model, out/'model.pth')   # the model the test metrics come from (last epoch unless --test-on best), self-describing
     files = dict(split='split.json', weights='model.pth', report='report.html')

@@ -8,7 +8,7 @@ import dataclasses, os, re, time
 from pathlib import Path
 import numpy as np
 import torch
-from .core import DataError, check_path, load_torch_dict, atomic_write, check_device
+from .core import DataError, check_path, load_torch_dict, atomic_write, check_device, progress
 from .data.nifti import read_nifti, _nii_files, _stem, _NII_EXT
 from .loaders import Preprocess
 from .models import describe, build, save_model, MODEL_FORMAT
@@ -166,12 +166,8 @@ def predict(model, # a model file, a run folder, or `load_model`'s (network, inf
     out.mkdir(parents=True, exist_ok=True)
     net.to(device)
     prep, names_c = info['prep'], info['class_names']
-    if not quiet:
-        from fastprogress.fastprogress import progress_bar
-        it = progress_bar(groups)
-    else: it = groups
     done = []
-    for stem, group in it:
+    for stem, group in progress(groups, 'images', quiet=quiet):
         t0 = time.time()
         try:
             case = _read_case(group, in_ch)

@@ -14,11 +14,11 @@ from fastai.learner import Learner
 from fastai.callback.schedule import *   # patches fit_one_cycle onto Learner; ParamScheduler (used by RunContext.fit)
 from fastai.callback.progress import *   # progress bars, and Learner.no_bar (used by RunContext.fit when quiet)
 from fastcore.docments import docments
-from .core import IGNORE_INDEX, DataError, class_map, atomic_write, check_path
+from .core import IGNORE_INDEX, DataError, class_map, atomic_write, check_path, interactive_output
 from .settings import Option, RUN_SETTINGS, DEFAULTS, valid_cadence
 from .models import save_model, save_encoder, describe
 from fastcore.basics import patch
-from .callbacks import FiniteLoss, DeviceMixedPrecision, ForegroundDice, poly_decay, ReleaseMemory, RunLog
+from .callbacks import FiniteLoss, DeviceMixedPrecision, ForegroundDice, poly_decay, ReleaseMemory, RunLog, PlainProgress
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint, KeepBest
 from .distributed import distrib_fit
 from .loaders import two_stream_dls, iteration_dl, flip_rot90, ssl4mis_augment, random_crop, compose_augment, SegDataLoaders
@@ -268,6 +268,9 @@ class RunContext:
         else: go = lambda: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         with distrib_fit(learn, cfg['grad_sync']):   # data-parallel under torchrun; a plain fit otherwise
             if cfg.get('quiet'):
+                with learn.no_bar(), learn.no_logging(): go()
+            elif not interactive_output():   # a log file: plain lines instead of a bar redrawn with carriage returns
+                cbs.append(PlainProgress(stage))
                 with learn.no_bar(), learn.no_logging(): go()
             else: go()
         if kb is not None: self.best[stage] = kb.record()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math, warnings
 import numpy as np
 import torch
-from .core import DataError, IGNORE_INDEX
+from .core import DataError, IGNORE_INDEX, progress
 from .data import absent_classes
 
 # %% auto #0
@@ -189,12 +189,13 @@ def evaluate(model, # segmentation network
              class_names=None, # names by class id (background first) or dict; None -> 'class_<c>'
              device=None, # as in `predict_volume`
              definition:str='monai', # the distance definitions: 'monai' (ours) or 'medpy' (SSL4MIS's), see `volume_metrics`
+             quiet:bool=True, # False: progress over the volumes (`core.progress`)
             ) -> dict:
     "Predict every case and score it in 3D: dict(per_case={id: {class name: metrics}}, per_class=..., mean=..., std=...)."
     cases = list(cases)
     if not cases: raise DataError("evaluate: no cases given; pass the validation or test cases of the split.")
     per_case = {}
-    for case in cases:
+    for case in progress(cases, 'test volumes', quiet=quiet):
         if case.label is None: raise DataError(f"evaluate: case {case.id!r} has no label; evaluate only labelled cases (valid/test parts of the split).")
         if case.id in per_case: raise DataError(f"evaluate: case id {case.id!r} appears twice; case ids must be unique.")
         pred = predict_volume(model, case, prep, device=device)
