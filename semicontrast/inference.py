@@ -148,7 +148,8 @@ def predict(model, # a model file, a run folder, or `load_model`'s (network, inf
     if overwrite and skip_existing: raise DataError("--overwrite and --skip-existing contradict each other; choose one.")
     device = check_device(device) if device else default_device()
     net, info = load_model(model) if not isinstance(model, tuple) else model
-    in_ch = getattr(net, 'in_ch', None) or info['arch']['kwargs'].get('in_ch', 1)
+    kw = info['arch'].get('kwargs') or {}
+    in_ch = getattr(net, 'in_ch', None) or kw.get('in_ch') or kw.get('in_channels') or 1   # ours, or another library's (MONAI: in_channels)
     groups = input_groups(image_files(inputs), in_ch)
     out = Path(out).expanduser()
     outs = lambda stem: [stem + '.nii.gz'] + ([stem + '_probs.nii.gz'] if probabilities else [])

@@ -65,7 +65,7 @@ class SegLearner(Learner):
         dev = next(self.model.parameters()).device
         if isinstance(item, (str, os.PathLike)):   # a scan on disk: read as `semicontrast predict` reads it (RAS, channels last in a 4D file)
             from semicontrast.data.nifti import read_nifti
-            item = read_nifti(check_path(item, 'predict: the image', 'file'), channels=getattr(self.model, 'in_ch', 1) > 1)
+            item = read_nifti(check_path(item, 'predict: the image', 'file'), channels=(getattr(self.model, 'in_ch', None) or getattr(self.model, 'in_channels', 1)) > 1)
         if hasattr(item, 'image') and hasattr(item, 'spatial_shape'):
             prep = getattr(self.dls, 'prep', None)
             if prep is None: raise DataError("predict(case) needs the preprocessing of training (dls.prep); build the loaders with semicontrast's *_dls functions.")
@@ -135,7 +135,8 @@ def export(self:SegLearner, fname='model.pth', # file name (relative to `learn.p
         meta = dict(preprocess=prep.to_dict()) if hasattr(prep, 'to_dict') else {}
         return save_encoder(enc, Path(self.path)/('encoder.pth' if fname == 'model.pth' else fname), **meta, **extra)
     if prep is None: raise DataError("export needs the preprocessing of training (dls.prep); build the loaders with semicontrast's *_dls functions.")
-    n = describe(self.model)['kwargs'].get('n_classes') or getattr(self.model, 'n_classes', 2)
+    kw = describe(self.model, extra.get('constructor'))['kwargs']
+    n = kw.get('n_classes') or kw.get('out_channels') or getattr(self.model, 'n_classes', 2)
     names = list(class_names) if class_names is not None else ['background'] + [f'class_{i}' for i in range(1, int(n))]
     return save_model(self.model, Path(self.path)/fname, prep, names, **extra)
 

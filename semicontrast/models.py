@@ -333,19 +333,37 @@ def register_architecture(cls):
     ARCHITECTURES[cls.__name__] = cls
     return cls
 
-def describe(model:nn.Module) -> dict:
-    "{'arch': class name, 'kwargs': constructor arguments} of a registered network: what rebuilds it."
-    name = type(model).__name__
-    if ARCHITECTURES.get(name) is not type(model):
-        raise DataError(f"{name} is not a registered architecture ({', '.join(sorted(ARCHITECTURES))}); "
-                        "give it a config() method and register it with models.register_architecture.")
-    return {'arch': name, 'kwargs': model.config()}
+def describe(model:nn.Module, # a network
+             constructor:dict|None=None, # for a network of another library (MONAI's UNet, ...): the keyword arguments that built it
+            ) -> dict:
+    "{'arch': class name, 'kwargs': constructor arguments}: a registered network, or any class with `constructor` (arch 'module:Class', rebuilt by importing it)."
+    name, cls = type(model).__name__, type(model)
+    if ARCHITECTURES.get(name) is cls: return {'arch': name, 'kwargs': model.config()}
+    if constructor is not None:
+        if not isinstance(constructor, dict): raise DataError(f"constructor must be a dict of keyword arguments, got {type(constructor).__name__}.")
+        return {'arch': f'{cls.__module__}:{cls.__qualname__}', 'kwargs': dict(constructor)}
+    raise DataError(f"{cls.__module__}.{cls.__qualname__} is not a registered architecture ({', '.join(sorted(ARCHITECTURES))}); pass constructor=dict(...) with the "
+                    "keyword arguments that built it (the file then rebuilds it by importing its class), or give it a config() method "
+                    "and register it with models.register_architecture.")
+
+def _imported(arch:str):
+    "The class `module:Qual.Name` names (a network of another library, saved with `constructor=`)."
+    import importlib
+    mod, qual = arch.split(':', 1)
+    try:
+        obj = importlib.import_module(mod)
+        for part in qual.split('.'): obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise DataError(f"the model file's network {arch!r} cannot be imported here ({type(e).__name__}: {e}); install the library "
+                        "that defines it, at the version that wrote the file.") from None
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)): raise DataError(f"the model file's network {arch!r} is not a torch module class.")
+    return obj
 
 def build(spec:dict) -> nn.Module:
     "A new network (fresh weights) from `describe`'s output; nested descriptions in the arguments are built first."
     if not isinstance(spec, dict) or 'arch' not in spec:
         raise DataError(f"build: expected a network description {{'arch': ..., 'kwargs': ...}}, got {type(spec).__name__}.")
-    cls = ARCHITECTURES.get(spec['arch'])
+    cls = ARCHITECTURES.get(spec['arch']) if ':' not in spec['arch'] else _imported(spec['arch'])
     if cls is None: raise DataError(f"the model file names the network {spec['arch']!r}, which this version of semicontrast does not know "
                                     f"({', '.join(sorted(ARCHITECTURES))}); load it with the version that wrote it.")
     kw = {k: build(v) if isinstance(v, dict) and 'arch' in v else v for k, v in dict(spec.get('kwargs') or {}).items()}
@@ -362,6 +380,7 @@ def save_model(model:torch.nn.Module, # a registered network (`models.ARCHITECTU
                class_names, # name of every output channel, background first
                method:str|None=None, # the method that trained it
                state_dict:dict|None=None, # weights to write instead of the model's own (e.g. a kept best epoch)
+               constructor:dict|None=None, # a network of another library: the keyword arguments that built it (see `describe`)
                **extra, # more plain values to keep (seed, distance unit, ...)
               ) -> Path:
     "Write a self-describing model file: network description, weights, preprocessing, class names, method and versions."
@@ -369,8 +388,8 @@ def save_model(model:torch.nn.Module, # a registered network (`models.ARCHITECTU
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module   # the network inside the wrapper
     if state_dict is not None and state_dict and all(k.startswith('module.') for k in state_dict):
         state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}   # weights taken from the wrapper
-    spec = describe(model)
-    n_out = getattr(model, 'n_classes', None) or spec['kwargs'].get('n_classes')
+    spec = describe(model, constructor)
+    n_out = getattr(model, 'n_classes', None) or spec['kwargs'].get('n_classes') or spec['kwargs'].get('out_channels')
     if n_out is not None and len(class_names) != int(n_out):
         raise DataError(f"save_model: {len(class_names)} class names for a network with {n_out} outputs; give one name per output channel.")
     weights = model.state_dict() if state_dict is None else state_dict
