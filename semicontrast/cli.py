@@ -16,7 +16,7 @@ from .distributed import is_distributed, init_from_env, rank
 from .method import METHODS
 from .protocols import get_protocol, load_protocols
 from .experiment import run_experiment, run_experiments, summary_table   # the run itself; importable from here too
-from .inference import predict
+from .inference import predict, export_model
 
 # %% auto #0
 __all__ = ['UsageError', 'build_parser', 'main', 'Terminated', 'torchrun_main']
@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument('--probabilities', action='store_true',
                     help='also write <name>_probs.nii.gz: float32 class probabilities, one volume per class (X, Y, Z, K)')
     pd.add_argument('--quiet', action='store_true', help='no progress bar')
+    pe = sub.add_parser('export', help='write a model with its preprocessing as TorchScript (or ONNX), usable without semicontrast',
+                        description='Write the network of a model file with its preprocessing inside: a raw volume (Z, H, W) in, its '
+                                    'class map (Z, H, W) out. Load it with torch.jit.load.',
+                        epilog='example: semicontrast export --model runs/ideal --out ideal.pt')
+    pe.add_argument('--model', required=True, help='a model file (model.pth of a run) or a run folder')
+    pe.add_argument('--out', required=True, help='the file to write (e.g. model.pt; model.onnx with --format onnx)')
+    pe.add_argument('--format', dest='fmt', default='torchscript', choices=('torchscript', 'onnx'), help='torchscript (default) or onnx (needs the onnx package)')
+    pe.add_argument('--overwrite', action='store_true', help='replace --out if it exists')
     for name, m in METHODS.items():
         mp = methods.add_parser(name, help=m.summary, description=m.summary,
                                 epilog=f'example: semicontrast run {name} --data hippocampus --out runs/{name}')
@@ -124,6 +132,17 @@ def main(argv=None) -> int:
             for p in ps: print(f"{p.name:14} {p.summary}\n{'':14} methods: {', '.join(p.methods) if p.methods else 'any'}; data: {p.data.get('needs')}")
             print("\nsemicontrast protocols NAME shows one with the source of every setting; apply it with "
                   "semicontrast run METHOD --data PATH --protocol NAME.")
+        return 0
+    if args.command == 'export':
+        try:
+            if Path(args.out).exists() and not args.overwrite:
+                raise DataError(f"--out '{args.out}' already exists; choose another file or pass --overwrite.")
+            f = export_model(args.model, args.out, args.fmt)
+        except DataError as e:
+            print(f"semicontrast: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        how = 'torch.jit.load it' if args.fmt == 'torchscript' else 'open it with an ONNX runtime'
+        print(f"wrote {f} ({args.fmt}): {how} and call it on a raw volume (Z, H, W) to get its class map (Z, H, W)")
         return 0
     with _sigterm_as_interrupt():
         if args.command == 'predict': return _predict_main(args)

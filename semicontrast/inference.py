@@ -8,6 +8,8 @@ import dataclasses, os, re, time
 from pathlib import Path
 import numpy as np
 import torch
+from torch import nn
+import torch.nn.functional as F
 from .core import DataError, check_path, load_torch_dict, atomic_write, check_device, progress
 from .data.nifti import read_nifti, _nii_files, _stem, _NII_EXT
 from .loaders import Preprocess
@@ -16,7 +18,7 @@ from .metrics import predict_volume
 import semicontrast.learner   # every registered method, and with it every network `models.build` can rebuild
 
 # %% auto #0
-__all__ = ['model_file', 'load_model', 'load_learner', 'image_files', 'input_groups', 'predict']
+__all__ = ['model_file', 'load_model', 'load_learner', 'image_files', 'input_groups', 'predict', 'Deployable', 'export_model']
 
 # %% ../nbs/24_inference.ipynb #3375ed34
 _FIX = ("give a model.pth written by `semicontrast run` (or by models.save_model); a bare state_dict from an older run "
@@ -188,3 +190,71 @@ def predict(model, # a model file, a run folder, or `load_model`'s (network, inf
         counts = np.bincount(pred.reshape(-1), minlength=len(names_c))
         done.append(dict(row, shape=list(pred.shape), seconds=round(time.time() - t0, 3), voxels={c: int(n) for c, n in zip(names_c, counts)}))
     return done
+
+# %% ../nbs/24_inference.ipynb #c9d2e002
+class Deployable(nn.Module):
+    "A trained network with the run's preprocessing inside: raw volume `(Z, H, W)` (or `(C, Z, H, W)`) in -> class map `(Z, H, W)` uint8 out, as `predict_volume` computes it."
+    def __init__(self, net:nn.Module, # the segmentation network (evaluation mode is set)
+                 prep:Preprocess, # the preprocessing it was trained with (spatial 'pad', or 'resize' with interp 'linear')
+                ):
+        super().__init__()
+        if prep.spatial == 'resize' and prep.interp == 'nearest':
+            raise DataError("export: interp='nearest' (SSL4MIS's order-0 zoom) is scipy's and is not exported; export a model trained with "
+                            "interp 'linear' or spatial 'pad', or predict with semicontrast predict.")
+        self.net = net.eval()
+        self.h, self.w = int(prep.size[0]), int(prep.size[1])
+        self.pad, self.intensity = prep.spatial == 'pad', str(prep.intensity)
+        self.lo, self.hi = (float(prep.window[0]), float(prep.window[1])) if prep.window is not None else (0.0, 1.0)
+
+    def normalise(self, x:torch.Tensor) -> torch.Tensor:
+        "(C, Z, H, W) raw -> normalised per channel over the whole volume (`Preprocess.normalise`)."
+        if self.intensity == 'none': return x
+        if self.intensity == 'window': return (x.clamp(self.lo, self.hi) - self.lo) / (self.hi - self.lo)
+        x64 = x.double()
+        if self.intensity == 'zscore':
+            mu, sd = x64.mean(dim=(1, 2, 3), keepdim=True), x64.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
+            return ((x64 - mu) / torch.where(sd > 1e-8, sd, torch.ones_like(sd))).float()
+        lo, hi = x64.amin(dim=(1, 2, 3), keepdim=True), x64.amax(dim=(1, 2, 3), keepdim=True)
+        return ((x64 - lo) / torch.where(hi - lo > 1e-8, hi - lo, torch.ones_like(hi))).float()
+
+    def forward(self, volume:torch.Tensor) -> torch.Tensor:
+        x = volume.float()
+        if x.dim() == 3: x = x.unsqueeze(0)
+        x = self.normalise(x).transpose(0, 1)   # (Z, C, H, W)
+        Z, H, W = x.shape[0], x.shape[2], x.shape[3]
+        if self.pad:   # centre pad (with each slice's minimum) or crop, as `_plan`
+            by, bx = (self.h - H) // 2 if H <= self.h else 0, (self.w - W) // 2 if W <= self.w else 0
+            sy, sx = (H - self.h) // 2 if H > self.h else 0, (W - self.w) // 2 if W > self.w else 0
+            ny, nx = min(H, self.h), min(W, self.w)
+            m = x.amin(dim=(2, 3), keepdim=True).expand(Z, x.shape[1], self.h, self.w).clone()
+            m[:, :, by:by + ny, bx:bx + nx] = x[:, :, sy:sy + ny, sx:sx + nx]
+            logits = self.net(m)
+            out = torch.zeros((Z, H, W), dtype=torch.uint8, device=x.device)
+            out[:, sy:sy + ny, sx:sx + nx] = logits[:, :, by:by + ny, bx:bx + nx].max(1)[1].to(torch.uint8)
+            return out
+        m = x if (H, W) == (self.h, self.w) else F.interpolate(x, size=(self.h, self.w), mode='bilinear', align_corners=False)
+        logits = self.net(m).float()
+        if (H, W) != (self.h, self.w): logits = F.interpolate(logits, size=(H, W), mode='bilinear', align_corners=False)
+        return logits.max(1)[1].to(torch.uint8)
+
+def export_model(model, # a model file, a run folder, or `load_model`'s (network, info)
+                 out, # the file to write (.pt for TorchScript, .onnx for ONNX)
+                 fmt:str='torchscript', # 'torchscript' or 'onnx' (needs the onnx package)
+                ) -> Path:
+    "Write the network with its preprocessing (`Deployable`) as TorchScript or ONNX: a raw volume in, its class map out, without semicontrast."
+    if fmt not in ('torchscript', 'onnx'): raise DataError(f"--format {fmt!r}: use torchscript or onnx.")
+    net, info = load_model(model) if not isinstance(model, tuple) else model
+    kw = info['arch'].get('kwargs') or {}
+    in_ch = getattr(net, 'in_ch', None) or kw.get('in_ch') or kw.get('in_channels') or 1
+    prep = info['prep']
+    h, w = prep.size
+    with torch.no_grad(): traced = torch.jit.trace(net.eval(), torch.zeros(2, int(in_ch), h, w))   # the network alone, at its input size
+    dep = Deployable(traced, prep)
+    out = Path(out).expanduser()
+    if fmt == 'torchscript': return atomic_write(out, lambda t: torch.jit.save(torch.jit.script(dep), str(t)))
+    try: import onnx  # noqa: F401  (torch's exporter needs it)
+    except ImportError: raise DataError("--format onnx needs the onnx package: pip install onnx, or export --format torchscript.") from None
+    example = torch.zeros(int(in_ch), 3, max(h, 8), max(w, 8))
+    return atomic_write(out, lambda t: torch.onnx.export(Deployable(net.eval(), prep), (example,), str(t), input_names=['volume'],
+                                                         output_names=['classes'], dynamic_axes={'volume': {1: 'Z', 2: 'H', 3: 'W'},
+                                                                                                 'classes': {0: 'Z', 1: 'H', 2: 'W'}}), suffix='.onnx')

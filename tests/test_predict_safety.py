@@ -128,3 +128,23 @@ def test_nnunet_raw_names_a_dataset(tmp_path, monkeypatch):
         cases, info = load_dataset(name)
         assert (len(cases), info.format, Path(info.path)) == (3, 'nnunet', root)
     with pytest.raises(DataError, match='neither a built-in'): load_dataset('Dataset043_Other')
+
+
+def test_exported_torchscript_equals_predict_on_real_mri(tmp_path, capsys):
+    "semicontrast export: the TorchScript file, given a real hippocampus volume, returns the label map semicontrast predict writes."
+    from semicontrast.data import load_hippocampus
+    vol = load_hippocampus()[3]
+    torch.manual_seed(0)
+    m = save_model(UNet(1, 3, base=8, depth=3), tmp_path/'m.pth', Preprocess(size=(48, 48), spatial='pad', intensity='zscore'),
+                   ['background', 'anterior', 'posterior'])
+    nib.save(nib.Nifti1Image(vol.image.transpose(2, 1, 0), np.diag([*vol.spacing[::-1], 1.0])), str(tmp_path/'hippo.nii.gz'))
+    assert main(['predict', '--model', str(m), '--input', str(tmp_path/'hippo.nii.gz'), '--out', str(tmp_path/'p'), '--quiet']) == 0
+    assert main(['export', '--model', str(m), '--out', str(tmp_path/'m.pt')]) == 0
+    assert main(['export', '--model', str(m), '--out', str(tmp_path/'m.pt')]) == 2   # exists: refused without --overwrite
+    written = np.asarray(nib.load(str(tmp_path/'p'/'hippo.nii.gz')).dataobj).transpose(2, 1, 0)
+    ts = torch.jit.load(str(tmp_path/'m.pt'))
+    from semicontrast.data import read_nifti
+    raw = read_nifti(tmp_path/'hippo.nii.gz').image   # what predict reads: RAS, (Z, Y, X)
+    got = ts(torch.from_numpy(raw)).numpy()
+    assert len(np.unique(written)) == 3   # every class occurs: the comparison is not between two empty maps
+    assert got.shape == written.shape and np.array_equal(got, written)
