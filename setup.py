@@ -33,7 +33,7 @@ setuptools.setup(
                                    'presets/*.json']},
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'notebooks': notebook_requirements, 'tensorboard': ['tensorboard>=2.16']},
+    extras_require={'dev': dev_requirements, 'notebooks': notebook_requirements, 'tensorboard': ['tensorboard>=2.16'], 'onnx': ['onnx', 'onnxscript', 'onnxruntime']},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

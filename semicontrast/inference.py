@@ -222,16 +222,14 @@ class Deployable(nn.Module):
         if x.dim() == 3: x = x.unsqueeze(0)
         x = self.normalise(x).transpose(0, 1)   # (Z, C, H, W)
         Z, H, W = x.shape[0], x.shape[2], x.shape[3]
-        if self.pad:   # centre pad (with each slice's minimum) or crop, as `_plan`
-            by, bx = (self.h - H) // 2 if H <= self.h else 0, (self.w - W) // 2 if W <= self.w else 0
-            sy, sx = (H - self.h) // 2 if H > self.h else 0, (W - self.w) // 2 if W > self.w else 0
-            ny, nx = min(H, self.h), min(W, self.w)
-            m = x.amin(dim=(2, 3), keepdim=True).expand(Z, x.shape[1], self.h, self.w).clone()
-            m[:, :, by:by + ny, bx:bx + nx] = x[:, :, sy:sy + ny, sx:sx + nx]
-            logits = self.net(m)
-            out = torch.zeros((Z, H, W), dtype=torch.uint8, device=x.device)
-            out[:, sy:sy + ny, sx:sx + nx] = logits[:, :, by:by + ny, bx:bx + nx].max(1)[1].to(torch.uint8)
-            return out
+        if self.pad:   # centre pad (with each slice's minimum) or crop, as `_plan`; F.pad crops where its pads are negative
+            dy, dx = self.h - H, self.w - W
+            pads = [dx // 2 if dx >= 0 else -((-dx) // 2), dx - (dx // 2 if dx >= 0 else -((-dx) // 2)),
+                    dy // 2 if dy >= 0 else -((-dy) // 2), dy - (dy // 2 if dy >= 0 else -((-dy) // 2))]
+            outside = F.pad(torch.zeros_like(x), pads, value=1.0)   # 1 where the window has no pixel of the slice
+            m = F.pad(x, pads, value=0.0) + outside * x.amin(dim=(2, 3), keepdim=True)
+            cls = self.net(m).max(1)[1].to(torch.uint8)
+            return F.pad(cls, [-p for p in pads], value=0.0)   # back to (Z, H, W): the window cut off, cropped-away areas 0
         m = x if (H, W) == (self.h, self.w) else F.interpolate(x, size=(self.h, self.w), mode='bilinear', align_corners=False)
         logits = self.net(m).float()
         if (H, W) != (self.h, self.w): logits = F.interpolate(logits, size=(H, W), mode='bilinear', align_corners=False)
@@ -254,7 +252,7 @@ def export_model(model, # a model file, a run folder, or `load_model`'s (network
     if fmt == 'torchscript': return atomic_write(out, lambda t: torch.jit.save(torch.jit.script(dep), str(t)))
     try: import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError: raise DataError("--format onnx needs the onnx package: pip install onnx, or export --format torchscript.") from None
-    example = torch.zeros(int(in_ch), 3, max(h, 8), max(w, 8))
+    example = torch.zeros(int(in_ch), 3, h + 3, w + 5)   # a size unlike the model's: the traced graph keeps H and W free
     return atomic_write(out, lambda t: torch.onnx.export(Deployable(net.eval(), prep), (example,), str(t), input_names=['volume'],
                                                          output_names=['classes'], dynamic_axes={'volume': {1: 'Z', 2: 'H', 3: 'W'},
                                                                                                  'classes': {0: 'Z', 1: 'H', 2: 'W'}}), suffix='.onnx')

@@ -148,3 +148,23 @@ def test_exported_torchscript_equals_predict_on_real_mri(tmp_path, capsys):
     got = ts(torch.from_numpy(raw)).numpy()
     assert len(np.unique(written)) == 3   # every class occurs: the comparison is not between two empty maps
     assert got.shape == written.shape and np.array_equal(got, written)
+
+
+@pytest.mark.parametrize('prep', [Preprocess(size=(32, 64), spatial='pad', intensity='zscore'),
+                                  Preprocess(size=(40, 40), spatial='resize', intensity='minmax')], ids=['pad-and-crop', 'resize'])
+def test_exported_torchscript_and_onnx_equal_predict_volume(prep, tmp_path):
+    "The exported file alone (TorchScript, and ONNX run by onnxruntime) gives predict_volume's class map on real volumes, padded, cropped or resized."
+    import onnxruntime as ort
+    from semicontrast.data import load_hippocampus
+    from semicontrast.inference import export_model, load_model
+    from semicontrast.metrics import predict_volume
+    torch.manual_seed(1)
+    f = save_model(UNet(1, 3, base=8, depth=3), tmp_path/'m.pth', prep, ['background', 'anterior', 'posterior'])
+    net, _ = load_model(f)
+    ts = torch.jit.load(str(export_model(f, tmp_path/'m.pt')))
+    ox = ort.InferenceSession(str(export_model(f, tmp_path/'m.onnx', 'onnx')))
+    for vol in load_hippocampus()[:3]:
+        ref = predict_volume(net, vol, prep)
+        assert np.array_equal(ts(torch.from_numpy(vol.image)).numpy(), ref)
+        got = ox.run(None, {'volume': vol.image[None].astype(np.float32)})[0]
+        assert got.shape == ref.shape and (got == ref).mean() > 0.999   # ONNX Runtime's kernels may round a borderline voxel apart
