@@ -57,14 +57,14 @@ def load_learner(fname, # a model file (`learn.export()`, a run's model.pth) or 
     from fastai.data.load import DataLoader
     from semicontrast.core import default_device
     from semicontrast.method import SegLearner
-    from semicontrast.loaders import SliceDataset, SegDataLoaders
+    from semicontrast.loaders import SliceDataset, SegDataLoaders, SegDL
     from semicontrast.losses import DiceCELoss
     from semicontrast.callbacks import ForegroundDice
     net, info = load_model(fname, device='cpu' if cpu else default_device())
     prep, names = info['prep'], list(info['class_names'])
     valid = SliceDataset(list(cases), prep, labelled=True) if cases else []
     device = next(net.parameters()).device
-    dls = SegDataLoaders(DataLoader([], bs=bs), DataLoader(valid, bs=bs, shuffle=False, drop_last=False), device=device)
+    dls = SegDataLoaders(DataLoader([], bs=bs), SegDL(valid, bs=bs, shuffle=False, drop_last=False), device=device)
     dls.prep = prep
     learn = SegLearner(dls, net, loss_func=DiceCELoss(), metrics=[ForegroundDice(len(names))], path=model_file(fname).parent)
     learn.class_names, learn.model_info = names, info

@@ -18,7 +18,7 @@ from .settings import DEFAULTS
 
 # %% auto #0
 __all__ = ['CT_WINDOW', 'Preprocess', 'SliceDataset', 'flip_rot90', 'random_crop', 'compose_augment', 'ssl4mis_augment',
-           'SegDataLoaders', 'supervised_dls', 'TwoStreamDL', 'two_stream_dls', 'pretrain_dls', 'PoolSource',
+           'SegDataLoaders', 'SegDL', 'supervised_dls', 'TwoStreamDL', 'two_stream_dls', 'pretrain_dls', 'PoolSource',
            'PooledDataset', 'PooledDL', 'pooled_dls', 'iteration_dl', 'auto_preprocess']
 
 # %% ../nbs/06_loaders.ipynb #2482138d
@@ -304,6 +304,20 @@ def _check_bs(**kw):
 class SegDataLoaders(DataLoaders):
     "fastai `DataLoaders` of slices, recording their `prep`; `show_batch` draws a batch (defined in `viz`, loaded with `semicontrast.learner`)."
 
+class SegDL(DataLoader):
+    "The validation `DataLoader` of slices: plain fastai, plus `show_results` in fastai's typed form (what `TensorBoardCallback` draws)."
+    def show_results(self, b, out, show:bool=False, max_n:int=9, **kwargs):
+        "(x, y, samples, outs) with fastai's `TensorImage` / `TensorMask` types: image and label, and the decoded prediction, of up to `max_n` items."
+        from fastai.torch_core import TensorImage, TensorMask
+        from fastcore.foundation import L
+        x, y = b[0].detach().cpu(), b[1].detach().cpu()
+        y = torch.where(y == IGNORE_INDEX, 0, y)   # pixels without a label drawn as background
+        out = torch.as_tensor(out).detach().cpu()
+        n = min(int(max_n), len(x))
+        its = L((TensorImage(x[i]), TensorMask(y[i])) for i in range(n))
+        outs = L((TensorMask(out[i]),) for i in range(n))
+        return TensorImage(x[:n]), TensorMask(y[:n]), its, outs
+
 def _pin(device) -> bool:
     "Page-locked batches when they go to a GPU: the copy to the device is then asynchronous and faster."
     return device is not None and torch.device(device).type == 'cuda'
@@ -342,7 +356,7 @@ def _train_valid_dls(who:str, tds, vds, has_valid:bool, prep, bs, seed, device, 
         raise DataError(f"{who}: valid_cases have {vds.n_channels} channel(s) but the training cases have {tds.n_channels}.")
     pin = _pin(device)
     train = _seeded(DataLoader(tds, bs=bs, shuffle=True, drop_last=drop_last and len(tds) > bs, num_workers=num_workers, pin_memory=pin), seed)
-    valid = DataLoader(vds, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers, pin_memory=pin)
+    valid = SegDL(vds, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers, pin_memory=pin)
     dls = SegDataLoaders(train, valid, device=device)
     dls.prep = prep
     return dls
@@ -415,7 +429,7 @@ def two_stream_dls(labelled_cases, # labelled `Case`s (the supervised stream)
             raise DataError(f"two_stream_dls: {name} have {d.n_channels} channel(s) but labelled_cases have {lds.n_channels}.")
     train = TwoStreamDL(ConcatDataset([lds, uds]), bs_labelled=bs_labelled, bs_unlabelled=bs_unlabelled, seed=seed,
                         num_workers=num_workers, pin_memory=_pin(device))
-    valid = DataLoader(vds, bs=bs_labelled + bs_unlabelled, shuffle=False, drop_last=False, num_workers=num_workers, pin_memory=_pin(device))
+    valid = SegDL(vds, bs=bs_labelled + bs_unlabelled, shuffle=False, drop_last=False, num_workers=num_workers, pin_memory=_pin(device))
 
     dls = SegDataLoaders(train, valid, device=device)
     dls.prep = prep

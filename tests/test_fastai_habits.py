@@ -79,3 +79,22 @@ def test_pretraining_learners_export_their_encoder(make, tmp_path):
     m = learn.model
     src = getattr(m, 'encoder', None) or m.unet.encoder
     assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), src.state_dict().values()))
+
+
+def test_fastai_tensorboard_callback_with_its_defaults(tmp_path):
+    "fastai's TensorBoardCallback() as it comes (model graph, scalars, predictions drawn) on a supervised and a two-stream learner."
+    from fastai.callback.tensorboard import TensorBoardCallback
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from semicontrast.loaders import supervised_dls, two_stream_dls
+    from semicontrast.learner import supervised_learner, cps_learner
+    c = _cases() + synthetic_phantoms(n=2, shape=(4, 32, 32), n_classes=3, seed=9)
+    learners = dict(supervised=supervised_learner(supervised_dls(c[:3], c[3:], PREP, bs=4), 3, base=8),
+                    cps=cps_learner(two_stream_dls(c[:2], c[2:4], c[4:], PREP, bs_labelled=2, bs_unlabelled=2), 3, base=8))
+    for name, learn in learners.items():
+        with warnings.catch_warnings(), learn.no_bar(), learn.no_logging():
+            warnings.simplefilter('ignore')
+            learn.fit(1, 1e-3, cbs=TensorBoardCallback(tmp_path/name))
+        acc = EventAccumulator(str(tmp_path/name)); acc.Reload()
+        tags = acc.Tags()
+        assert 'train_loss' in tags['scalars'] and 'valid_loss' in tags['scalars'], (name, tags['scalars'])
+        assert tags['images'], (name, 'the predictions figure')

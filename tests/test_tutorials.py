@@ -43,13 +43,15 @@ _BUNDLED = {'fastprogress': 'fastai', 'ipython': 'ipywidgets', 'pandas': 'fastai
 
 @pytest.mark.parametrize('path', TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_colab_install_cell_installs_what_the_tutorial_imports(path):
-    "The first code cell installs semicontrast with its notebook extra on Colab only; every import is covered by it."
+    "The first code cell installs an uploaded semicontrast wheel with its notebook extra on Colab only; every import is covered by it."
     import ast, sys
     nb = nbformat.read(path, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == 'code']
     first = code[0]
     assert "if 'google.colab' in sys.modules:" in first
-    assert '!pip install -q "semicontrast[notebooks] @ git+https://github.com/semicontrast/semicontrast"' in first
+    assert '!pip install -q "{wheels[-1]}[notebooks]"' in first   # the wheel the user uploaded (the package is on no index)
+    assert 'github.com' not in first and 'pip wheel --no-deps -w dist .' in first   # no address that does not exist; how to build one
+    assert 'Restart session' in first   # says when pip replaced what the runtime had loaded
     reqs, mods = _requirements(), set()
     assert any(r == 'ipywidgets' for r in reqs)
     for src in code[1:]:
