@@ -18,7 +18,7 @@ processes (`os.wait4`). The table it prints is the one in the README.
 Data: the 65 embedded hippocampus volumes, each scaled to [0, 1] (as SSL4MIS's ACDC h5 files are stored), 20 test,
 5 validation, 40 training patients in a shuffled list order; the first --labeled of them labelled.
 """
-import argparse, dataclasses, json, os, re, shutil, subprocess, sys, time
+import argparse, dataclasses, json, os, re, shutil, subprocess, sys, threading, time
 from pathlib import Path
 import numpy as np
 
@@ -87,6 +87,13 @@ def _wait(p):
     p.returncode = os.waitstatus_to_exitcode(status)
     return ru.ru_maxrss / 2**20   # KiB -> GiB
 
+def _watch(p, t0:float) -> dict:
+    "Wait for `p` in a thread, so that its end is seen when it happens: the dict gets 'rss' (GB) and 'wall' (seconds since t0)."
+    box = {}
+    def wait(): box['rss'] = _wait(p); box['wall'] = time.time() - t0
+    box['thread'] = threading.Thread(target=wait, daemon=True); box['thread'].start()
+    return box
+
 def run_pair(a, method, seed, data, code, n_slices):
     """The reference (train then test) and ours, started together; each side's metrics, wall time and peak RSS.
 
@@ -107,6 +114,7 @@ def run_pair(a, method, seed, data, code, n_slices):
     need_ref, need_ours = not (out/'ref.json').exists(), not (out/'ours.json').exists()
     t0 = time.time()
     po = _launch(ours, ROOT, out/'ours.log', env) if need_ours else None
+    ow = _watch(po, t0) if need_ours else None   # ours' own end time, even when it ends while the reference still runs
     if need_ref:
         pr = _launch(ref_train, code, out/'ref_train.log', env)
         rss_rt = _wait(pr); t_rt = time.time() - t0
@@ -124,7 +132,7 @@ def run_pair(a, method, seed, data, code, n_slices):
         (out/'ref.json').write_text(json.dumps(dict(dice=ref['dice'], hd95=ref['hd95'], wall_s=t_rt + t_rtest, train_s=t_rt,
                                                     peak_rss_gb=max(rss_rt, rss_rtest), command=' '.join(ref_train[1:])), indent=1))
     if need_ours:
-        rss_o = _wait(po); t_o = time.time() - t0
+        ow['thread'].join(); rss_o, t_o = ow['rss'], ow['wall']
         if po.returncode: raise SystemExit(f'semicontrast failed: see {out/"ours.log"}')
         res = json.loads((out/'ours'/'result.json').read_text())
         pc = res['per_class']

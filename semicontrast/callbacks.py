@@ -16,8 +16,8 @@ from .losses import cross_pseudo_loss, sigmoid_rampup
 
 # %% auto #0
 __all__ = ['RAMPS', 'LOG_KINDS', 'PRECISIONS', 'recorded_loss', 'LossTerms', 'preview', 'batch_to_show', 'TwoStreamConsistency',
-           'EMAUpdate', 'zero_loss', 'NonFiniteLoss', 'FiniteLoss', 'ReleaseMemory', 'RunLog', 'PlainProgress',
-           'DeviceMixedPrecision', 'poly_decay', 'ForegroundDice', 'MonaiMetric']
+           'EMAUpdate', 'zero_loss', 'NonFiniteLoss', 'FiniteLoss', 'ReleaseMemory', 'epoch_values', 'RunLog',
+           'PlainProgress', 'DeviceMixedPrecision', 'poly_decay', 'ForegroundDice', 'MonaiMetric']
 
 # %% ../nbs/14_callbacks.ipynb #3b4e969f
 def recorded_loss(learn, loss:torch.Tensor) -> torch.Tensor:
@@ -316,6 +316,12 @@ def _writer(folder:Path):
                         "(or pip install \"semicontrast[tensorboard]\"), or use --log csv.") from None
     return SummaryWriter(str(folder))
 
+def epoch_values(learn) -> dict:
+    "The last epoch's values by name, as fastai's Recorder keeps them (train_loss, valid_loss, the metrics); those not computed left out."
+    rec = learn.recorder
+    vals = rec.values[-1] if rec.values else []
+    return {n: v for n, v in zip(rec.metric_names[1:-1], vals) if v is not None}   # names: epoch, train_loss, ..., time
+
 class RunLog(Callback):
     "Write every loss term, the learning rate (each training step) and the validation loss and metrics (each validation) to CSV and/or TensorBoard."
     order = 60   # after the Recorder (50) has the epoch's validation values
@@ -361,9 +367,7 @@ class RunLog(Callback):
         self._write(step, 'train', {**vals, **{k: v for k, v in self.terms().items() if k != 'loss'}})
 
     def after_epoch(self):
-        rec = self.learn.recorder
-        names, vals = rec.metric_names[1:-1], rec.values[-1] if rec.values else []   # train_loss, valid_loss, metrics...
-        valid = {n: float(v) for n, v in zip(names, vals) if n != 'train_loss' and v is not None and np.isfinite(float(v))}
+        valid = {n: float(v) for n, v in epoch_values(self.learn).items() if n != 'train_loss' and np.isfinite(float(v))}
         if valid: self._write(int(self.learn.train_iter), 'valid', valid)
         self.flush()
 
@@ -397,9 +401,7 @@ class PlainProgress(Callback):
             self._print(f'step {int(self.learn.train_iter)}/{self.total}, loss {float(self.learn.smooth_loss):.4f}, {time.time() - self.t0:.0f} s')
 
     def after_epoch(self):
-        rec = self.learn.recorder
-        vals = rec.values[-1] if rec.values else []
-        parts = [f'{n} {v:.4f}' for n, v in zip(rec.metric_names[1:-1], vals) if v is not None]
+        parts = [f'{n} {v:.4f}' for n, v in epoch_values(self.learn).items()]
         self._print(f'epoch {int(self.learn.epoch) + 1}/{self.learn.n_epoch}, step {int(self.learn.train_iter)}/{self.total}, '
                     f"{', '.join(parts)}, {time.time() - self.t0:.0f} s")
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .core import DataError, check_path, load_torch_dict, atomic_write, check_device, progress
 from .data.nifti import read_nifti, _nii_files, _stem, _NII_EXT
 from .loaders import Preprocess
-from .models import describe, build, save_model, MODEL_FORMAT
+from .models import describe, build, save_model, MODEL_FORMAT, input_channels
 from .metrics import predict_volume
 import semicontrast.learner   # every registered method, and with it every network `models.build` can rebuild
 
@@ -150,8 +150,7 @@ def predict(model, # a model file, a run folder, or `load_model`'s (network, inf
     if overwrite and skip_existing: raise DataError("--overwrite and --skip-existing contradict each other; choose one.")
     device = check_device(device) if device else default_device()
     net, info = load_model(model) if not isinstance(model, tuple) else model
-    kw = info['arch'].get('kwargs') or {}
-    in_ch = getattr(net, 'in_ch', None) or kw.get('in_ch') or kw.get('in_channels') or 1   # ours, or another library's (MONAI: in_channels)
+    in_ch = input_channels(net, info['arch'].get('kwargs'))
     groups = input_groups(image_files(inputs), in_ch)
     out = Path(out).expanduser()
     outs = lambda stem: [stem + '.nii.gz'] + ([stem + '_probs.nii.gz'] if probabilities else [])
@@ -242,8 +241,7 @@ def export_model(model, # a model file, a run folder, or `load_model`'s (network
     "Write the network with its preprocessing (`Deployable`) as TorchScript or ONNX: a raw volume in, its class map out, without semicontrast."
     if fmt not in ('torchscript', 'onnx'): raise DataError(f"--format {fmt!r}: use torchscript or onnx.")
     net, info = load_model(model) if not isinstance(model, tuple) else model
-    kw = info['arch'].get('kwargs') or {}
-    in_ch = getattr(net, 'in_ch', None) or kw.get('in_ch') or kw.get('in_channels') or 1
+    in_ch = input_channels(net, info['arch'].get('kwargs'))
     prep = info['prep']
     h, w = prep.size
     with torch.no_grad(): traced = torch.jit.trace(net.eval(), torch.zeros(2, int(in_ch), h, w))   # the network alone, at its input size

@@ -275,9 +275,11 @@ def compose_augment(*fns):
 def ssl4mis_augment(x:torch.Tensor, y:torch.Tensor|None=None):
     "SSL4MIS's augmentation of `x` `(C,h,w)` and `y` `(h,w)`: p 0.5 rot90 (k in 0..3) then one flip, else a rotation by an integer angle in [-20, 20), order 0."
     if float(torch.rand(1)) < 0.5:
-        k = int(torch.randint(0, 4, (1,))) if x.shape[-1] == x.shape[-2] else 2 * int(torch.randint(0, 2, (1,)))   # odd k needs a square
-        axis = -2 + int(torch.randint(0, 2, (1,)))   # flip rows or columns
-        tfm = lambda t: None if t is None else torch.rot90(t, k, (-2, -1)).flip(axis).contiguous()
+        k, axis = int(torch.randint(0, 4, (1,))), -2 + int(torch.randint(0, 2, (1,)))   # quarter turns, then flip rows or columns
+        def tfm(t):
+            if t is None: return None
+            r = torch.rot90(t, k, (-2, -1)).flip(axis)
+            return _zoom0(r, t.shape[-2:]).contiguous() if r.shape != t.shape else r.contiguous()   # a turned non-square slice: back to (h, w)
         return tfm(x), tfm(y)
     from scipy.ndimage import rotate
     angle = int(torch.randint(-20, 20, (1,)))

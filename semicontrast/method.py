@@ -16,7 +16,7 @@ from fastai.callback.progress import *   # progress bars, and Learner.no_bar (us
 from fastcore.docments import docments
 from .core import IGNORE_INDEX, DataError, class_map, atomic_write, check_path, interactive_output
 from .settings import Option, RUN_SETTINGS, DEFAULTS, valid_cadence
-from .models import save_model, save_encoder, describe
+from .models import save_model, save_encoder, describe, input_channels
 from fastcore.basics import patch
 from .callbacks import FiniteLoss, DeviceMixedPrecision, ForegroundDice, poly_decay, ReleaseMemory, RunLog, PlainProgress
 from .checkpoint import Checkpoint, ResumeFrom, load_checkpoint, KeepBest
@@ -24,6 +24,7 @@ from .distributed import distrib_fit
 from .loaders import two_stream_dls, iteration_dl, flip_rot90, ssl4mis_augment, random_crop, compose_augment, SegDataLoaders
 from .losses import DiceCELoss
 from fastai.optimizer import SGD
+from fastai.callback.channelslast import ChannelsLast
 from functools import partial
 
 # %% auto #0
@@ -65,7 +66,7 @@ class SegLearner(Learner):
         dev = next(self.model.parameters()).device
         if isinstance(item, (str, os.PathLike)):   # a scan on disk: read as `semicontrast predict` reads it (RAS, channels last in a 4D file)
             from semicontrast.data.nifti import read_nifti
-            item = read_nifti(check_path(item, 'predict: the image', 'file'), channels=(getattr(self.model, 'in_ch', None) or getattr(self.model, 'in_channels', 1)) > 1)
+            item = read_nifti(check_path(item, 'predict: the image', 'file'), channels=input_channels(self.model) > 1)
         if hasattr(item, 'image') and hasattr(item, 'spatial_shape'):
             prep = getattr(self.dls, 'prep', None)
             if prep is None: raise DataError("predict(case) needs the preprocessing of training (dls.prep); build the loaders with semicontrast's *_dls functions.")
@@ -258,6 +259,7 @@ class RunContext:
         kb = KeepBest(dice, f'{stage}_best', self.out, save=self.save_model if self.prep is not None else None) if dice and stage != 'pretrain' else None
         if kb is not None: cbs.append(kb)   # the best validation epoch's weights, beside the last ones
         if cfg['precision'] != 'fp32': cbs.append(DeviceMixedPrecision(cfg['precision']))
+        if cfg['memory_format'] == 'channels_last': cbs.append(ChannelsLast())   # NHWC convolutions: faster on CPU (benchmarks/memory_format.py)
         if cfg.get('resume') and file.exists():
             cbs.append(ResumeFrom(load_checkpoint(file, keep, ignore=CKPT_IGNORE), where=str(file)))
         if cfg['opt'] == 'sgd': learn.opt_func = partial(SGD, mom=0.9, decouple_wd=False)   # SSL4MIS: momentum 0.9, L2 wd

@@ -17,7 +17,8 @@ from .loaders import Preprocess
 __all__ = ['UPS', 'INITS', 'NET_CHOICES', 'FEATURE_PERTURBATIONS', 'ARCHITECTURES', 'MODEL_FORMAT', 'ENCODER_FORMAT',
            'unet_widths', 'ConvBlock', 'Encoder', 'check_feature_encoder', 'UpBlock', 'Decoder', 'init_weights',
            'EncoderDecoder', 'UNet', 'FeaturePerturbation', 'split_groups', 'TwoStreamUNet', 'register_architecture',
-           'describe', 'build', 'save_model', 'BasicUNetEncoder', 'FeatureUNet', 'save_encoder', 'load_encoder']
+           'input_channels', 'describe', 'build', 'save_model', 'BasicUNetEncoder', 'FeatureUNet', 'save_encoder',
+           'load_encoder']
 
 # %% ../nbs/08_models.ipynb #b92945ed
 def unet_widths(base:int=16, # channels of the first (full-resolution) level
@@ -332,6 +333,13 @@ def register_architecture(cls):
     if not callable(getattr(cls, 'config', None)): raise TypeError(f"{cls.__name__} has no config() method: a model file could not rebuild it.")
     ARCHITECTURES[cls.__name__] = cls
     return cls
+
+def input_channels(net:nn.Module, # a network: ours (`in_ch`) or another library's (MONAI: `in_channels`)
+                   kwargs:dict|None=None, # the constructor arguments a model file recorded, when the network keeps no such attribute
+                  ) -> int:
+    "The number of image channels `net` takes: its `in_ch` or `in_channels`, else the recorded constructor's, else 1."
+    kw = kwargs or {}
+    return int(getattr(net, 'in_ch', None) or getattr(net, 'in_channels', None) or kw.get('in_ch') or kw.get('in_channels') or 1)
 
 def describe(model:nn.Module, # a network
              constructor:dict|None=None, # for a network of another library (MONAI's UNet, ...): the keyword arguments that built it

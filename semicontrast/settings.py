@@ -210,6 +210,10 @@ RUN_SETTINGS = {o.name: o for o in (
     Option('device', None, "'cpu', 'cuda', 'cuda:1' ... (default: a GPU if there is one)", str, control=True),
     Option('smoke', False, 'tiny CPU-sized run of the same pipeline (checks that it runs; its numbers mean nothing)', bool, control=True),
     Option('quiet', False, 'no progress bars', bool, control=True),
+    Option('memory_format', 'channels_last', "the network's tensors in memory: 'channels_last' (NHWC, fastai's ChannelsLast: 0.81-0.96x "
+           "the step time on CPU, benchmarks/memory_format.py) or 'contiguous' (NCHW); the same arithmetic, but dropout draws its masks "
+           "in memory order, so a seed gives a different run in each", str,
+           choices=('channels_last', 'contiguous'), control=True),
     Option('log', None, "keep training curves in --out/logs: 'csv' (every loss term, the learning rate, the validation metrics) or "
            "'tensorboard' (the same as event files; needs the tensorboard package); repeat the flag for both", str,
            choices=('csv', 'tensorboard'), many=True, control=True),

@@ -126,6 +126,29 @@ def test_ssl4mis_augmentation_is_drawn_as_the_reference_draws_it():
     assert 0.4 < n_flip / 300 < 0.6 and set(angles) <= set(range(-20, 20)) and len(set(angles)) > 15
     assert set(torch.unique(out).tolist()) <= set(img.unique().tolist())   # order 0: no new intensities
 
+def test_ssl4mis_augmentation_turns_non_square_slices_as_the_reference():
+    "SSL4MIS turns the slice at its own size and then zooms it to the patch, so a quarter turn of a non-square slice happens as"
+    " often as on a square one; here the turn is made at the model size and zoomed back with order 0: nearly the same pixels."
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+    from semicontrast.loaders import ssl4mis_augment, _zoom0
+    torch.manual_seed(0)
+    cols = torch.arange(48, dtype=torch.float32).expand(64, 48)[None].clone()   # varies along the columns only
+    turned = 0
+    for _ in range(400):
+        out, _ = ssl4mis_augment(cols)
+        assert out.shape == cols.shape
+        if bool((out[0, :, 24] != out[0, 0, 24]).any()) and bool((out[0, 32] == out[0, 32, 0]).all()): turned += 1   # varies along rows now
+    assert 0.18 < turned / 400 < 0.32                                   # p 0.5 for the turn-and-flip, k odd half of those
+    rng = np.random.default_rng(0)
+    for _ in range(10):                                                  # the reference's order against ours, on smooth label maps
+        h0, w0 = int(rng.integers(30, 45)), int(rng.integers(40, 56))
+        lab = torch.from_numpy((gaussian_filter(rng.standard_normal((h0, w0)), 4) > 0).astype(np.int64))
+        for k in (1, 3):
+            ref = _zoom0(torch.rot90(lab, k).flip(-1), (64, 48))                      # turn at its own size, then zoom
+            ours = _zoom0(torch.rot90(_zoom0(lab, (64, 48)), k).flip(-1), (64, 48))   # zoom, turn, zoom back
+            assert float((ref == ours).float().mean()) > 0.9
+
 def test_ssl4mis_supervised_trains_on_24_labelled_slices():
     "train_fully_supervised_2D.py:40: batch 24; the semi-supervised scripts: 12 labelled + 12 unlabelled."
     from semicontrast.protocols import get_protocol, apply_protocol

@@ -57,7 +57,7 @@ def test_a_monai_network_in_a_model_file_predicts(tmp_path):
     learn = supervised_learner(supervised_dls(c[:3], c[3:], PREP, bs=4), 3, model=net)
     _fit(learn)
     with pytest.raises(DataError, match='constructor='): learn.export('plain.pth')   # no description, no file
-    f = learn.export('monai.pth', class_names=['background', 'a', 'b'], constructor=kw)
+    f = learn.export(tmp_path/'monai.pth', class_names=['background', 'a', 'b'], constructor=kw)
     back, info = load_model(f)
     assert type(back) is MonaiUNet and info['arch']['arch'] == 'monai.networks.nets.unet:UNet'
     x = torch.randn(2, 1, 32, 32)

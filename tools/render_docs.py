@@ -730,7 +730,7 @@ def main(argv=None) -> int:
                     kept = slim_outputs(copy.deepcopy(nb), out)
                     keep.mkdir(parents=True, exist_ok=True); nbformat.write(kept, str(keep/p.name))
             title, _ = title_summary(nb, name)
-            banner = render_banner(nb.metadata.get('semicontrast_render')) if group_of(p) == 'Tutorials' else ''
+            banner = render_banner(nb.metadata.get('semicontrast_render'), cfg.get('version', '')) if group_of(p) == 'Tutorials' else ''
             clean_for_page(nb, skipped, p.parent)
             if name == 'index':           # the list of pages closes the home page (the nav bar links to it)
                 import nbformat
@@ -777,7 +777,7 @@ def with_stored_outputs(nb, stored, where:Path):
     return nb
 
 def render_record(size:str, seconds:float, root:Path=ROOT) -> dict:
-    "How a tutorial page was made: run size, device, threads, seconds, date and commit (stored in the notebook's metadata)."
+    "How a tutorial page was made: run size, device, threads, seconds, date, package version and commit (stored in the notebook's metadata)."
     import datetime, subprocess
     try: commit = subprocess.run(['git', '-C', str(root), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()
     except OSError: commit = ''
@@ -786,14 +786,14 @@ def render_record(size:str, seconds:float, root:Path=ROOT) -> dict:
     except ImportError: device = 'CPU'
     threads = os.environ.get('OMP_NUM_THREADS') or str(os.cpu_count())
     return {'size': size, 'device': device, 'threads': threads, 'seconds': round(seconds, 1),
-            'date': datetime.date.today().isoformat(), 'commit': commit}
+            'date': datetime.date.today().isoformat(), 'version': _settings(root).get('version', ''), 'commit': commit}
 
 def _duration(sec:float) -> str:
     m, s = divmod(int(round(sec)), 60); h, m = divmod(m, 60)
     return f'{h} h {m:02d} min' if h else f'{m} min {s:02d} s' if m else f'{s} s'
 
-def render_banner(rec) -> str:
-    "The line on top of a tutorial page saying at which size it was run, on what, and how long it took."
+def render_banner(rec, version:str='') -> str:
+    "The line on top of a tutorial page: at which size it was run, on what, how long it took, when, and with which release (`version` for records that lack one)."
     if not rec: return ''
     what = {'smoke': 'the <b>smoke</b> size (a few steps of a tiny network: its numbers mean nothing)',
             'reduced': 'the <b>reduced</b> CPU size (a real but short experiment; the full run is longer and scores higher)',
@@ -801,8 +801,8 @@ def render_banner(rec) -> str:
     t = str(rec.get('threads') or '')
     threads = f", {t} thread{'' if t == '1' else 's'}" if rec.get('device') == 'CPU' and t else ''
     return (f'<div class="sc-rendered">This page shows the outputs of running the notebook at {what} on '
-            f'{html.escape(rec.get("device", "?"))}{threads}: {_duration(rec.get("seconds", 0))}, {rec.get("date", "")}'
-            f'{", commit " + html.escape(rec["commit"]) if rec.get("commit") else ""}. Widgets need a live kernel; '
+            f'{html.escape(rec.get("device", "?"))}{threads}: {_duration(rec.get("seconds", 0))}, on {rec.get("date", "")} with '
+            f'semicontrast {html.escape(str(rec.get("version") or version))}. Widgets need a live kernel; '
             'open the notebook in JupyterLab or Colab to use them.</div>')
 
 def _usage(msg:str):
