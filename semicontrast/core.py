@@ -12,6 +12,8 @@ import warnings
 # `python -W error` from importing semicontrast: exactly these two messages are ignored, nothing else.
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=DeprecationWarning, module=r'torch\.jit')
 warnings.filterwarnings('ignore', message=r"The 'mode\.chained_assignment' option is deprecated", module=r'fastai\.tabular')
+# pre-training has no validation set by design: fastai's progress bar over its empty loader would warn every epoch
+warnings.filterwarnings('ignore', message='Your generator is empty', category=UserWarning, module=r'fastprogress')
 
 # %% auto #0
 __all__ = ['IGNORE_INDEX', 'RUN_SIZES', 'DataError', 'check_path', 'load_torch_dict', 'os_error', 'atomic_write', 'fingerprint',

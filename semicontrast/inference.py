@@ -4,7 +4,7 @@
 
 # %% ../nbs/24_inference.ipynb #9777786d
 from __future__ import annotations
-import dataclasses, os, re, time
+import dataclasses, os, re, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -244,7 +244,11 @@ def export_model(model, # a model file, a run folder, or `load_model`'s (network
     in_ch = input_channels(net, info['arch'].get('kwargs'))
     prep = info['prep']
     h, w = prep.size
-    with torch.no_grad(): traced = torch.jit.trace(net.eval(), torch.zeros(2, int(in_ch), h, w))   # the network alone, at its input size
+    with torch.no_grad(), warnings.catch_warnings():
+        # the networks' input checks branch on the shape in Python; the tracer warns that such a branch is frozen, which
+        # is what we want: the traced network is only ever called at this one size (Deployable resizes around it)
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        traced = torch.jit.trace(net.eval(), torch.zeros(2, int(in_ch), h, w))   # the network alone, at its input size
     dep = Deployable(traced, prep)
     out = Path(out).expanduser()
     if fmt == 'torchscript': return atomic_write(out, lambda t: torch.jit.save(torch.jit.script(dep), str(t)))

@@ -97,7 +97,13 @@ def test_fixture_page_static(site):
         'an nbdev directive line (#| ...) shows on the page'
     assert 'slow cell ran' not in page, 'a #| slow cell was executed (tst_flags cells must be skipped, as in nbdev_test)'
     assert 'fixture done' in page
-    assert page.count('class="sc-math"') >= 2, 'math was not rendered to SVG'
+    assert page.count('class="sc-tex"') == 1 and page.count('class="sc-tex sc-tex-display"') == 1, \
+        'the inline and the display equation should each be marked for KaTeX'
+    import html
+    tex = [html.unescape(t) for t in re.findall(r'class="sc-tex sc-tex-display">(.*?)</div>', page, re.S)]
+    assert tex == ['\\frac{\\exp(s_{ij}/\\tau)}{\\sum_k \\exp(s_{ik}/\\tau)}'], f'the TeX should reach the page unchanged: {tex}'
+    assert not re.search(r'\$\$|\\frac', page), 'the page source should hold the TeX escaped (the browser decodes it for KaTeX)'
+    assert rd.leftovers(page) == [], rd.leftovers(page)
     assert '<b>inline html</b>' in page, 'inline HTML in markdown was mangled'
     assert 'alt="local pixel" src="data:image/png;base64,' in page, 'a local markdown image was not embedded'
     assert '<h3 id="fixture_twice"' in page, 'an exported function without show_doc got no documentation (nbdev adds one)'
@@ -192,9 +198,16 @@ def test_page_in_browser(site, browser, name):
                                   'd => d.classList.contains("js-plotly-plot") && d.querySelector("svg.main-svg")).length')
             assert drawn == n_figs, f'{drawn} of {n_figs} plotly figures were drawn'
         if name == 'fixture':
-            ok = page.evaluate('() => [...document.querySelectorAll("img.sc-math, img[alt=\'local pixel\']")]'
+            ok = page.evaluate('() => [...document.querySelectorAll("img[alt=\'local pixel\']")]'
                                '.map(i => i.complete && i.naturalWidth > 0)')
-            assert len(ok) >= 3 and all(ok), f'an image did not decode: {ok}'
+            assert len(ok) == 1 and all(ok), f'the local image did not decode: {ok}'
+        n_tex = page.locator('.sc-tex').count()
+        if name == 'fixture': assert n_tex == 2, f'{n_tex} equations marked on the fixture page, expected 2'
+        if n_tex:   # KaTeX typesets every equation, none with an error, and the TeX source is no longer shown
+            page.wait_for_selector('body[data-sc-math]', timeout=10_000)
+            typeset = page.evaluate('() => [...document.querySelectorAll(".sc-tex")].filter(e => e.querySelector(".katex")).length')
+            assert typeset == n_tex and page.locator('.katex-error').count() == 0, f'{typeset} of {n_tex} equations typeset'
+            assert '\\frac' not in page.inner_text('main'), 'raw TeX still shows'
         page.wait_for_timeout(200)   # late console errors from scripts
         assert not problems, f'{html_path.name}: ' + '; '.join(problems)
     finally: page.close()
@@ -321,8 +334,68 @@ def test_similarity_map_responds_to_a_click(site, browser):
         assert not problems, '; '.join(problems)
     finally: page.close()
 
+@pytest.mark.browser
+@pytest.mark.parametrize('width', [390, 1280, 1440])
+def test_any_screen_width(site, browser, width):
+    "At a phone's width and at laptop / desktop widths: no horizontal scrolling, the pages and search within one tap, a table of contents."
+    page = browser.new_page(viewport={'width': width, 'height': 844 if width == 390 else 900})
+    try:
+        for name in ('fixture', '00_core'):
+            page.goto(site[name][0].as_uri(), wait_until='load'); _settle(page)
+            wide = page.evaluate('() => document.documentElement.scrollWidth')
+            assert wide <= width, f'{name} at {width} px scrolls sideways ({wide} px wide)'
+            side, toc = page.locator('aside.sc-sidebar'), page.locator('nav.sc-toc')
+            assert toc.is_visible(), f'{name} at {width} px: the table of contents is hidden'
+            if width <= 900:
+                assert not side.is_visible(), 'the sidebar should be behind the menu at phone width'
+                page.click('.sc-menu-btn')
+                assert side.is_visible() and page.locator('#sc-search-input').is_visible(), 'the menu does not open the pages and search'
+                _shot(page, f'{name}-{width}-menu')
+                page.mouse.click(width - 5, 300)            # a tap beside it (the page's right margin) closes it
+                assert not side.is_visible(), 'the menu does not close'
+            else: assert side.is_visible(), f'the sidebar is hidden at {width} px'
+            opened = page.locator('nav.sc-toc details').get_attribute('open') is not None
+            assert opened == (width > 1300), f'at {width} px the table of contents should start {"open" if width > 1300 else "closed"}'
+            if not opened:                                  # it opens on request and a jump closes it
+                page.click('nav.sc-toc summary'); assert page.locator('nav.sc-toc a').first.is_visible()
+                page.click('nav.sc-toc a >> nth=0'); assert page.locator('nav.sc-toc details').get_attribute('open') is None
+            _shot(page, f'{name}-{width}')
+    finally: page.close()
+
+def test_page_scan_catches_leftovers():
+    "The scan that every rendered page passes flags raw TeX, machine folders, warning boxes and development words."
+    clean = '<html><body><main><p>A loss <span class="sc-tex">&#92;frac{a}{b}</span>.</p><pre>x = 1</pre></main></body></html>'
+    assert rd.leftovers(clean) == []
+    bad = {'raw TeX': '<p>The loss $$\\mathcal{L} = 1$$ here.</p>',
+           'raw TeX ': '<p>with $\\lambda_u$ as weight</p>',
+           'machine path': '<pre>wrote /tmp/tmpab12cd/run/result.json</pre>',
+           'machine path ': '<p>DatasetInfo(path=\'/home/ana/semicontrast/embedded\')</p>',
+           'warning box': '<div data-mime-type="application/vnd.jupyter.stderr"><pre>x.py:3: UserWarning: careful</pre></div>',
+           'development words': '<p>No GPU was lent for this run.</p>'}
+    for kind, frag in bad.items():
+        found = rd.leftovers(f'<html><body><main>{frag}</main></body></html>')
+        assert found and found[0].startswith(kind.strip()), (kind, found)
+    # a one-line error message on stderr is a published output, not a leftover
+    assert rd.leftovers('<div data-mime-type="application/vnd.jupyter.stderr"><pre>error: --data x: no such folder</pre></div>') == []
+
+def test_outputs_name_no_machine_folder():
+    "Outputs are published with the rendering machine's folders named by what they are."
+    home = os.path.expanduser('~')
+    text = ("path='/srv/ci/checkout/semicontrast/embedded/hippocampus' /opt/venv/lib/python3.11/site-packages/fastprogress/x.py "
+            f"/tmp/tmpk2j_x9/run/result.json {ROOT}/runs/quickstart {home}/data/scan.nii.gz")
+    got = rd.publish_paths(text)
+    assert got == ("path='<semicontrast>/embedded/hippocampus' <site-packages>/fastprogress/x.py "
+                   "<tmp>/run/result.json runs/quickstart ~/data/scan.nii.gz"), got
+    assert rd.leftovers(f'<pre>{got}</pre>') == []
+
 # ------------------------------------------------------------------------------------------ the committed site
 DOCS = ROOT/'docs'
+
+def test_committed_pages_show_no_leftovers():
+    "No committed page shows raw TeX, a machine folder, a warning box or words about how the project is developed."
+    found = {p.name: rd.leftovers(p.read_text(encoding='utf-8')) for p in sorted(DOCS.glob('*.html'))}
+    found = {k: v for k, v in found.items() if v}
+    assert not found, f'pages with leftovers (re-render them: python tools/render_docs.py --stored docs/executed): {found}'
 MAX_PAGE_MB, MAX_USABLE_S = 2.0, 2.0
 
 def test_committed_pages_are_light():
@@ -334,6 +407,29 @@ def test_committed_pages_are_light():
     for p in DOCS.glob('*.html'):
         assert 'plotly.js v' not in p.read_text(encoding='utf-8')[:10_000_000], f'{p.name} embeds plotly.js'
     assert len(list((DOCS/'assets').glob('plotly-*.min.js'))) == 1
+
+@pytest.mark.browser
+@pytest.mark.parametrize('width', [390, 1280, 1440])
+def test_committed_site_on_any_screen(browser, width):
+    "The home page, a tutorial and a library page with equations: no sideways scrolling, every equation typeset (screenshots in test-artifacts/)."
+    page, problems = browser.new_page(viewport={'width': width, 'height': 844 if width == 390 else 900}), []
+    page.on('console', lambda m: problems.append(m.text) if m.type == 'error' else None)
+    try:
+        for name in ('index', '04_lrc', '09_losses'):
+            page.goto((DOCS/f'{name}.html').as_uri(), wait_until='load')
+            n_tex = page.locator('.sc-tex').count()
+            if name != 'index': assert n_tex > 0, f'{name} should have equations'
+            if n_tex:
+                page.wait_for_selector('body[data-sc-math]', timeout=15_000)
+                ok = page.evaluate('() => [...document.querySelectorAll(".sc-tex")].filter(e => e.querySelector(".katex") && !e.querySelector(".katex-error")).length')
+                assert ok == n_tex, f'{name}: {ok} of {n_tex} equations typeset'
+            wide = page.evaluate('() => document.documentElement.scrollWidth')
+            assert wide <= width, f'{name} at {width} px scrolls sideways ({wide} px wide)'
+            if name == '09_losses':                     # an equation in view
+                page.locator('.sc-tex-display').first.scroll_into_view_if_needed(); page.wait_for_timeout(200)
+            _shot(page, f'site-{name}-{width}')
+        assert not problems, '; '.join(problems)
+    finally: page.close()
 
 @pytest.mark.browser
 def test_committed_pages_usable_quickly(browser):

@@ -12,9 +12,10 @@ documentation site with tools that work offline. For every notebook in nbs/*.ipy
 2. cleans it for reading: drops `#| hide` / `#| include: false` / `#| default_exp` cells, hides the input of
    `#| echo: false` and show_doc cells, folds the source of exported cells into a closed "source" box (and adds a
    show_doc for each exported name the notebook does not document itself, as nbdev does), drops the output of
-   `#| output: false` cells, strips every `#|` directive line from the cells that stay, renders $...$ / $$...$$ math
-   to inline SVG with matplotlib's mathtext (no MathJax download), and replaces interactive widget outputs by a note
-   (widgets need a kernel).
+   `#| output: false` cells, strips every `#|` directive line from the cells that stay, marks $...$ / $$...$$ math
+   for KaTeX (stored in tools/katex, copied to <out>/assets/katex; it typesets the equations in the browser, offline),
+   writes the rendering machine's folders in outputs as `<tmp>`, `<site-packages>`, `<semicontrast>` and `~`, and
+   replaces interactive widget outputs by a note (widgets need a kernel).
 3. converts it with nbconvert's HTMLExporter (lab template; images embedded as data: URIs) into <out>/<name>.html,
    laid out with a top bar, a sidebar of every page (Tutorials, Library, Notes) with a search box, the page's table of
    contents (its h2 / h3 headings) and previous / next links. The lab template's CDN tags (require.js, MathJax,
@@ -170,38 +171,36 @@ _re_math = re.compile(r'(?<![\\$])\$\$(.+?)\$\$'                                
                       r'|(?<![\\$\w])\$(?=\S)((?:[^$\n]|\n(?![ \t]*\n))+?)(?<=\S)\$(?![$\w])',  # $inline$, no blank line
                       re.DOTALL)
 
-_TEX_FIXES = [   # LaTeX that matplotlib's mathtext does not know -> an equivalent it does
-    (r'\\[td]frac(?![a-zA-Z])', r'\\frac'), (r'\\[bB]igg?[lrm]?(?![a-zA-Z])', ''), (r'\\ge(?![a-zA-Z])', r'\\geq'),
-    (r'\\le(?![a-zA-Z])', r'\\leq'), (r'\\[lr]vert(?![a-zA-Z])', '|'), (r'\\[lr]Vert(?![a-zA-Z])', r'\\|'),
-    (r'\\operatorname\*?', r'\\mathrm'), (r'\\textrm(?![a-zA-Z])', r'\\mathrm'), (r'\\!', ''),
-    (r'\\frac\s*([0-9a-zA-Z])\s*([0-9a-zA-Z])', r'\\frac{\1}{\2}')]
+# Every character that markdown or HTML could read as syntax, written as a character reference: the TeX reaches the
+# page's text unchanged (mistune leaves references alone, the browser decodes them) and KaTeX typesets it there.
+_TEX_SAFE = {c: f'&#{ord(c)};' for c in '\\`*_{}[]()#+-.!<>&|~^$"\''}
 
-def _tex_to_svg(tex:str, display:bool):
-    "An <img> with `tex` drawn by matplotlib's mathtext as inline SVG, or None if mathtext cannot parse it."
-    src = ' '.join(tex.split())
-    for pat, rep in _TEX_FIXES: src = re.sub(pat, rep, src)
-    try:
-        import matplotlib; from matplotlib import mathtext
-        from matplotlib.font_manager import FontProperties
-        buf = io.BytesIO()
-        with matplotlib.rc_context({'svg.fonttype': 'path', 'mathtext.fontset': 'cm'}):
-            depth = mathtext.math_to_image(f'${src}$', buf, prop=FontProperties(size=15 if display else 12),
-                                           dpi=72, format='svg')
-    except Exception: return None
-    b64 = base64.b64encode(buf.getvalue()).decode()
-    alt = html.escape(tex.strip(), quote=True)
-    style = '' if display else f' style="vertical-align:-{float(depth or 0)*4/3:.1f}px"'
-    img = f'<img class="sc-math" alt="{alt}" title="{alt}" src="data:image/svg+xml;base64,{b64}"{style}>'
-    return f'<div class="sc-math-display">{img}</div>' if display else img
+def tex_html(tex:str, display:bool) -> str:
+    "`tex` in an element that assets/sc-site.js typesets with KaTeX (the TeX itself, escaped, until it does)."
+    src = ''.join(_TEX_SAFE.get(ch, ch) for ch in ' '.join(tex.split()))
+    return f'<div class="sc-tex sc-tex-display">{src}</div>' if display else f'<span class="sc-tex">{src}</span>'
 
 def render_math(md:str) -> str:
-    "Replace $$display$$ and $inline$ TeX in markdown (outside code) by SVG images; unparsable math is left as TeX."
+    "Wrap $$display$$ and $inline$ TeX in markdown (outside code) for KaTeX, which typesets it in the browser."
     def sub(m):
         disp = m.group(1) is not None
-        r = _tex_to_svg(m.group(1) if disp else m.group(2), disp)
-        return m.group(0) if r is None else (f'\n\n{r}\n\n' if disp else r)
+        r = tex_html(m.group(1) if disp else m.group(2), disp)
+        return f'\n\n{r}\n\n' if disp else r
     parts = _re_code.split(md)
     return ''.join(p if i % 2 else _re_math.sub(sub, p) for i, p in enumerate(parts))
+
+# markdown rendering turns the references back into characters; the page keeps the TeX escaped (KaTeX reads the text)
+_re_tex_el = re.compile(r'(<(span|div) class="sc-tex[^"]*">)(.*?)(</\2>)', re.DOTALL)
+
+KATEX = ROOT/'tools'/'katex'   # KaTeX from the npm registry, stored with the project (see its README.md)
+
+def copy_katex(out:Path):
+    "Copy the stored KaTeX (script, stylesheet, woff2 fonts) to <out>/assets/katex once."
+    import shutil
+    for f in [KATEX/'katex.min.js', KATEX/'katex.min.css', KATEX/'LICENSE', *sorted((KATEX/'fonts').glob('*.woff2'))]:
+        dest = out/'assets'/'katex'/f.relative_to(KATEX)
+        if not dest.exists() or dest.stat().st_size != f.stat().st_size:
+            dest.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(f, dest)
 
 # ------------------------------------------------------------------------------------------ cleaning
 _re_pandoc_link = re.compile(r'\[([^\]]+)\]\(([^)\s]+)\)\{[^}\n]*\}')
@@ -233,6 +232,29 @@ def embed_local_images(md:str, base:Path) -> str:
         return m.group(1) + f'data:{mime};base64,{base64.b64encode(f.read_bytes()).decode()}' + m.group(3)
     return _re_html_img.sub(sub, _re_md_img.sub(sub, md))
 
+# The folders of the machine that ran a notebook mean nothing to a reader (and say where it was built): outputs name
+# them by what they are. The package's own folder first (an editable checkout or an installed copy), then any other
+# site-packages, temporary folders, this checkout and the home folder.
+_re_pkg_dir = re.compile(r'(?:/[^\s/\'"<>]+)+/semicontrast(?=/(?:embedded|semicontrast|data|tutorials|nbs)\b)')
+_re_site_dir = re.compile(r'(?:/[^\s/\'"<>]+)+/(?:site|dist)-packages(?=/)')
+_re_tmp_dir = re.compile(r'(?:/private)?(?:/tmp|/var/folders/[^\s/\'"<>]+/[^\s/\'"<>]+/T)/tmp[\w-]+')
+
+def publish_paths(text:str) -> str:
+    "`text` with the rendering machine's folders written as paths in the checkout, `<semicontrast>`, `<site-packages>`, `<tmp>` and `~`."
+    text = text.replace(str(ROOT) + '/', '')
+    text = _re_pkg_dir.sub('<semicontrast>', text)
+    text = _re_site_dir.sub('<site-packages>', text)
+    text = _re_tmp_dir.sub('<tmp>', text)
+    home = os.path.expanduser('~')
+    return text.replace(home + '/', '~/') if home not in ('', '/') else text
+
+def _publish_output(o):
+    "An output's text and text-like data with `publish_paths` applied (images and scripts left as they are)."
+    if 'text' in o: o['text'] = publish_paths(''.join(o['text']) if isinstance(o['text'], list) else o['text'])
+    for k, v in o.get('data', {}).items():
+        if k.startswith('text/') and isinstance(v, (str, list)):
+            o['data'][k] = publish_paths(''.join(v) if isinstance(v, list) else v)
+
 def clean_for_page(nb, skipped:dict|None=None, base:Path=Path('.')):
     "Drop hidden cells, strip directives, hide show_doc inputs, render math, embed images, replace widget outputs (in place)."
     skipped = skipped or {}
@@ -253,6 +275,7 @@ def clean_for_page(nb, skipped:dict|None=None, base:Path=Path('.')):
         c.source = code
         c.metadata['tags'] = sorted(tags)
         for o in c.get('outputs', []):
+            _publish_output(o)
             data = o.get('data', {})
             if WIDGET_MIME in data:
                 o['data'] = {'text/html': WIDGET_NOTE}
@@ -300,7 +323,7 @@ main { flex: 1 1 auto; min-width: 0; max-width: 1100px; margin: 0 auto; padding:
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; padding: 1rem .8rem; box-sizing: border-box; }
 .sc-sidebar { flex: 0 0 250px; border-right: 1px solid #e3e3e3; background: #fafafa; }
 .sc-toc { flex: 0 0 230px; border-left: 1px solid #e3e3e3; }
-.sc-sidebar h4, .sc-toc h4 { margin: .9rem 0 .3rem; font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: #666; }
+.sc-sidebar h4, .sc-toc summary { margin: .9rem 0 .3rem; font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: #666; }
 .sc-sidebar ul, .sc-toc ul { list-style: none; margin: 0; padding: 0; }
 .sc-sidebar li a { display: block; padding: .12rem .4rem; border-radius: 3px; color: #24292f; text-decoration: none; }
 .sc-sidebar li a:hover { background: #e8eef7; }
@@ -322,8 +345,31 @@ main { flex: 1 1 auto; min-width: 0; max-width: 1100px; margin: 0 auto; padding:
 details.sc-src > summary { cursor: pointer; color: #777; font-size: 12px; margin: .2rem 0; }
 a.sc-doclink code { color: #0550ae; }
 .sc-rendered { background: #f3f7fd; border-left: 3px solid #2780e3; padding: .4rem .7rem; margin: .6rem 0 1rem; font-size: 90%; color: #333; }
-@media (max-width: 1300px) { .sc-toc { display: none; } }
-@media (max-width: 900px) { .sc-sidebar { display: none; } }
+.sc-toc summary { list-style: none; cursor: pointer; } .sc-toc summary::-webkit-details-marker { display: none; }
+.sc-toc summary::after { content: " ▾"; } .sc-toc details:not([open]) summary::after { content: " ▸"; }
+.sc-menu-btn { display: none; background: none; border: 1px solid rgba(255,255,255,.6); border-radius: 4px; color: #fff;
+  font: 18px/1 system-ui, sans-serif; padding: .2rem .45rem; cursor: pointer; }
+/* narrower than a wide desktop: the table of contents is a box under the top bar that opens on request */
+@media (max-width: 1300px) {
+  .sc-toc { position: fixed; top: 2.9rem; right: .6rem; z-index: 150; max-width: min(320px, 80vw); max-height: 70vh;
+    padding: .1rem .8rem; background: #fff; border: 1px solid #ccc; border-radius: 4px; box-shadow: 0 4px 14px rgba(0,0,0,.12); }
+  .sc-toc summary { margin: .35rem 0; }
+  main { padding-top: 2.6rem; }
+}
+/* phone and tablet width: the sidebar (pages and search) opens from the menu button */
+@media (max-width: 900px) {
+  .sc-menu-btn { display: inline-block; }
+  .sc-sidebar { display: none; }
+  body.sc-menu-open .sc-sidebar { display: block; position: fixed; top: 2.6rem; left: 0; bottom: 0; z-index: 160;
+    width: min(300px, 86vw); max-height: none; box-shadow: 4px 0 14px rgba(0,0,0,.18); }
+  main { padding-left: .8rem; padding-right: .8rem; }
+}
+@media (max-width: 700px) { .sc-nav { gap: .8rem; padding: .55rem .8rem; } .sc-nav a.sc-sec { display: none; } }
+/* nothing wider than the screen: wide outputs, tables, code and equations scroll inside their own box */
+main img { max-width: 100%; height: auto; }
+main .jp-OutputArea-output, main pre, main .sc-tex-display, main .jp-RenderedHTMLCommon table { max-width: 100%; overflow-x: auto; }
+main .jp-RenderedHTMLCommon table { display: block; }
+main .jp-Cell, main .jp-OutputArea, main .jp-InputArea, main .jp-CodeMirrorEditor { min-width: 0; }
 .sc-nav { position: sticky; top: 0; z-index: 100; display: flex; gap: 1.4rem; align-items: center;
   padding: .55rem 1.5rem; background: #2780e3; font: 15px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; }
 .sc-nav a { color: #fff; text-decoration: none; }
@@ -332,7 +378,7 @@ a.sc-doclink code { color: #0550ae; }
 .sc-nav .sc-right { margin-left: auto; }
 [id] { scroll-margin-top: 3.5rem; }   /* anchors land below the sticky nav bar */
 .sc-note { color: #555; font-size: 90%; font-style: italic; padding: .2rem 0; }
-.sc-math-display { text-align: center; margin: .6rem 0; }
+.sc-tex-display { display: block; text-align: center; margin: .6rem 0; overflow-y: hidden; }
 .sc-remote-img { border: 1px solid #ccc; border-radius: 3px; padding: 0 .3rem; font-size: 85%; }
 .sc-pages dt { margin-top: .4rem; } .sc-pages dd { margin-left: 1.5rem; color: #555; }
 a.sc-source { float: right; font-size: smaller; }
@@ -366,9 +412,10 @@ TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 
 def nav_bar(cfg:dict) -> str:
     git = html.escape(cfg.get('git_url', 'https://github.com/semicontrast/semicontrast'))
-    return ('<nav class="sc-nav"><a class="sc-brand" href="index.html">semicontrast</a>'
-            '<a href="index.html#tutorials">Tutorials</a><a href="index.html#library">Library</a>'
-            '<a href="index.html#notes">Notes</a>'
+    return ('<nav class="sc-nav"><button class="sc-menu-btn" type="button" aria-label="Pages and search" '
+            'aria-expanded="false">&#9776;</button><a class="sc-brand" href="index.html">semicontrast</a>'
+            '<a class="sc-sec" href="index.html#tutorials">Tutorials</a><a class="sc-sec" href="index.html#library">Library</a>'
+            '<a class="sc-sec" href="index.html#notes">Notes</a>'
             f'<a class="sc-right" href="{git}">GitHub</a></nav>')
 
 def site_order(pages:list[dict]) -> list[dict]:
@@ -413,7 +460,8 @@ def toc(page:str) -> str:
     items = [(int(l), i, _text(t)) for l, i, t in _re_h23.findall(page)]
     if len(items) < 2: return ''
     lis = ''.join(f'<li class="sc-h{l}"><a href="#{i}">{html.escape(t)}</a></li>' for l, i, t in items)
-    return f'<nav class="sc-toc" aria-label="On this page"><h4>On this page</h4><ul>{lis}</ul></nav>'
+    return (f'<nav class="sc-toc" aria-label="On this page"><details open><summary>On this page</summary>'
+            f'<ul>{lis}</ul></details></nav>')
 
 def pages_cell(pages:list[dict]) -> str:
     "A markdown cell (raw HTML) listing every page by group."
@@ -489,6 +537,47 @@ def remote_loads(page:str) -> list[str]:
     p = _Loads(); p.feed(page)
     return [u for u in p.urls if re.match(r'^\s*(?:[a-z][\w+.-]*:)?//', u, re.I) and not u.strip().lower().startswith('file:')]
 
+class _Text(HTMLParser):
+    "A page's visible text in two parts: prose (outside code, source boxes and typeset math) and code (pre / code)."
+    SKIP, CODE = {'script', 'style', 'head', 'title'}, {'pre', 'code', 'summary'}
+    def __init__(self):
+        super().__init__(convert_charrefs=True); self.prose, self.code, self._stack = [], [], []
+    def handle_starttag(self, tag, attrs):
+        if tag in ('br', 'img', 'input', 'meta', 'link', 'hr', 'wbr', 'source'): return   # void elements
+        cls = dict(attrs).get('class') or ''
+        kind = ('skip' if tag in self.SKIP else 'tex' if 'sc-tex' in cls.split() else 'code' if tag in self.CODE
+                or 'sc-src' in cls.split() else None)
+        self._stack.append((tag, kind))
+    def handle_endtag(self, tag):
+        for i in range(len(self._stack) - 1, -1, -1):
+            if self._stack[i][0] == tag: del self._stack[i:]; return
+    def handle_data(self, data):
+        kinds = {k for _, k in self._stack}
+        if 'skip' in kinds or 'tex' in kinds: return
+        (self.code if 'code' in kinds else self.prose).append(data)
+
+_re_raw_tex = re.compile(r'\$\$|\$[^$\n]{0,200}?\\[A-Za-z]+[^$\n]{0,200}?\$|\\(?:frac|dfrac|tfrac|sum|prod|mathcal|mathbb|'
+                         r'mathrm|mathbf|operatorname|left|right|cdot|exp|log|tau|lambda|sigma|alpha|beta|gamma|mu|hat|'
+                         r'bar|tilde|sqrt|begin|text|big|Big|ell|cap|cup|partial|nabla|infty|approx|leq|geq)(?![A-Za-z])')
+_re_machine_path = re.compile(r'(?<![\w.<~-])(?:/(?:work|root|home|tmp|Users|mnt|scratch|private|var/folders)/[^\s\'"<>]*'
+                              r'|[A-Z]:\\(?:Users|Windows)\\\S*)')
+_re_dev_words = re.compile(r'\blent\b|\bthis session\b|\blatest session\b', re.I)
+_re_stderr_out = re.compile(r'data-mime-type="application/vnd\.jupyter\.stderr"[^>]*>(.*?)</div>', re.DOTALL)
+
+def leftovers(page:str) -> list[str]:
+    """What a published page must not show: raw TeX outside typeset math, a folder of the machine that rendered it,
+    a warning or traceback in an output, words about how the project is developed. Empty for a clean page."""
+    t = _Text(); t.feed(page)
+    prose, code = ''.join(t.prose), ''.join(t.code)
+    out = [f'raw TeX {m.group(0)[:60]!r}' for m in _re_raw_tex.finditer(prose)][:3]
+    out += [f'machine path {m.group(0)[:80]!r}' for m in _re_machine_path.finditer(prose + '\n' + code)][:3]
+    for m in _re_stderr_out.finditer(page):
+        txt = html.unescape(re.sub(r'<[^>]+>', '', m.group(1)))
+        w = re.search(r'^.*\b(?:\w*Warning|Traceback)\b.*$', txt, re.M)
+        if w: out.append(f'warning box {w.group(0).strip()[:100]!r}')
+    out += [f'development words {m.group(0)!r}' for m in _re_dev_words.finditer(prose)][:3]
+    return out
+
 def to_html(nb, name:str, title:str, src_dir:Path, out:Path, cfg:dict, pages:list[dict]=(), banner:str='') -> str:
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
@@ -504,9 +593,14 @@ def to_html(nb, name:str, title:str, src_dir:Path, out:Path, cfg:dict, pages:lis
                                                     'sc_sidebar': sidebar(list(pages), name),
                                                     'sc_prevnext': prev_next(list(pages), name)})
     page = page.replace('<!--SC-TOC-->', toc(page), 1)
+    page = _re_tex_el.sub(lambda m: m.group(1) + m.group(3).replace('\\', '&#92;').replace('$', '&#36;') + m.group(4), page)
+    if 'name="viewport"' not in page:   # phones lay the page out at their own width, not at a desktop's
+        page = page.replace('<head>', '<head>\n<meta name="viewport" content="width=device-width, initial-scale=1">', 1)
     page = offline_html(page, out)
     bad = remote_loads(page)
     if bad: raise RuntimeError(f'the page would load from the network: {bad[:5]}')
+    left = leftovers(page)
+    if left: raise RuntimeError(f'the page would show: {"; ".join(left)} (fix the notebook or its outputs)')
     return page
 
 # ------------------------------------------------------------------------------------------ the whole site
@@ -575,6 +669,39 @@ SITE_JS = r"""// semicontrast docs: search over every page, '/' to search, plotl
     document.head.appendChild(s);
   }
   if (document.readyState === 'complete') drawFigures(); else window.addEventListener('load', drawFigures);
+  // equations: KaTeX (stored in assets/katex) typesets every .sc-tex element once the text is up
+  function typeset() {
+    var els = [].slice.call(document.querySelectorAll('.sc-tex'));
+    if (!els.length) return;
+    var css = document.createElement('link'); css.rel = 'stylesheet'; css.href = 'assets/katex/katex.min.css';
+    document.head.appendChild(css);
+    var s = document.createElement('script'); s.src = 'assets/katex/katex.min.js';
+    s.onload = function () {
+      els.forEach(function (el) {
+        try { window.katex.render(el.textContent, el, {displayMode: el.classList.contains('sc-tex-display'), throwOnError: false}); }
+        catch (err) { console.error(err); }
+      });
+      document.body.setAttribute('data-sc-math', String(els.length));
+    };
+    document.head.appendChild(s);
+  }
+  typeset();
+  // narrow screens: the menu button opens the sidebar; the table of contents starts closed and closes after a jump
+  var btn = document.querySelector('.sc-menu-btn');
+  if (btn) btn.addEventListener('click', function () {
+    var open = document.body.classList.toggle('sc-menu-open');
+    btn.setAttribute('aria-expanded', open ? 'true' : 'false');
+  });
+  var toc = document.querySelector('.sc-toc details'), narrow = window.matchMedia('(max-width: 1300px)');
+  if (toc) {
+    if (narrow.matches) toc.removeAttribute('open');
+    toc.addEventListener('click', function (ev) { if (narrow.matches && ev.target.closest('a')) toc.removeAttribute('open'); });
+  }
+  document.addEventListener('click', function (ev) {
+    if (document.body.classList.contains('sc-menu-open') && !ev.target.closest('.sc-sidebar, .sc-menu-btn')) {
+      document.body.classList.remove('sc-menu-open'); if (btn) btn.setAttribute('aria-expanded', 'false');
+    }
+  });
 })();
 """
 
@@ -654,6 +781,7 @@ def site_pass(out:Path, root:Path=ROOT, pages:list[dict]|None=None) -> dict:
     (out/'assets').mkdir(parents=True, exist_ok=True)
     (out/'assets'/'sc-search.js').write_text('window.SC_SEARCH_INDEX = ' + json.dumps(entries, ensure_ascii=False, separators=(',', ':')) + ';\n', encoding='utf-8')
     (out/'assets'/'sc-site.js').write_text(SITE_JS, encoding='utf-8')
+    copy_katex(out)
     return {'pages': len(files), 'symbols': len(anchors), 'links': n_links, 'entries': len(entries)}
 
 # ------------------------------------------------------------------------------------------ main

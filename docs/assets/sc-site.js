@@ -63,4 +63,37 @@
     document.head.appendChild(s);
   }
   if (document.readyState === 'complete') drawFigures(); else window.addEventListener('load', drawFigures);
+  // equations: KaTeX (stored in assets/katex) typesets every .sc-tex element once the text is up
+  function typeset() {
+    var els = [].slice.call(document.querySelectorAll('.sc-tex'));
+    if (!els.length) return;
+    var css = document.createElement('link'); css.rel = 'stylesheet'; css.href = 'assets/katex/katex.min.css';
+    document.head.appendChild(css);
+    var s = document.createElement('script'); s.src = 'assets/katex/katex.min.js';
+    s.onload = function () {
+      els.forEach(function (el) {
+        try { window.katex.render(el.textContent, el, {displayMode: el.classList.contains('sc-tex-display'), throwOnError: false}); }
+        catch (err) { console.error(err); }
+      });
+      document.body.setAttribute('data-sc-math', String(els.length));
+    };
+    document.head.appendChild(s);
+  }
+  typeset();
+  // narrow screens: the menu button opens the sidebar; the table of contents starts closed and closes after a jump
+  var btn = document.querySelector('.sc-menu-btn');
+  if (btn) btn.addEventListener('click', function () {
+    var open = document.body.classList.toggle('sc-menu-open');
+    btn.setAttribute('aria-expanded', open ? 'true' : 'false');
+  });
+  var toc = document.querySelector('.sc-toc details'), narrow = window.matchMedia('(max-width: 1300px)');
+  if (toc) {
+    if (narrow.matches) toc.removeAttribute('open');
+    toc.addEventListener('click', function (ev) { if (narrow.matches && ev.target.closest('a')) toc.removeAttribute('open'); });
+  }
+  document.addEventListener('click', function (ev) {
+    if (document.body.classList.contains('sc-menu-open') && !ev.target.closest('.sc-sidebar, .sc-menu-btn')) {
+      document.body.classList.remove('sc-menu-open'); if (btn) btn.setAttribute('aria-expanded', 'false');
+    }
+  });
 })();

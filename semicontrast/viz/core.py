@@ -14,7 +14,17 @@ from ..core import DataError, IGNORE_INDEX
 from ..loaders import SegDataLoaders
 
 # %% auto #0
-__all__ = ['class_color', 'label_colorscale', 'overlay_rgb', 'panel_grid', 'panel_row', 'batch_grid']
+__all__ = ['import_widgets', 'class_color', 'label_colorscale', 'overlay_rgb', 'panel_grid', 'panel_row', 'batch_grid']
+
+# %% ../../nbs/11a_viz_core.ipynb #bded3a26
+def import_widgets(who:str):
+    "The ipywidgets module, or an `ImportError` naming `who`, how to install it, and what works without it."
+    try: import ipywidgets
+    except ImportError:
+        raise ImportError(f"{who} is an ipywidgets explorer and ipywidgets is not installed: pip install ipywidgets "
+                          "(or semicontrast[notebooks]) and run it in JupyterLab or Colab; the plotly figures "
+                          "(slice_viewer, similarity_figure, ...) need no widgets.") from None
+    return ipywidgets
 
 # %% ../../nbs/11a_viz_core.ipynb #fb1cae09
 _PALETTE = ['#e69f00', '#56b4e9', '#009e73', '#f0e442', '#0072b2', '#d55e00', '#cc79a7', '#999999',

@@ -362,7 +362,7 @@ def similarity_widget(images, # (M,H,W) slices; images[0] is the query image
                       display_px:int=200, # on-screen size of the longer side of each image
                      ):
     "An ipywidgets explorer: sliders pick a query pixel of images[0]; every image shows the cosine similarity of its cells to that pixel's cell."
-    import ipywidgets as W
+    W = import_widgets('similarity_widget')
     ims, E, lab = _check_sim_inputs(images, embs, labels)
     M, H, Wd = ims.shape; h, w = E.shape[-2:]
     titles = list(titles) if titles is not None else ['query'] + [f'image {m}' for m in range(1, M)]

@@ -124,7 +124,7 @@ def superpixel_widget(image2d, # (H,W) slice
                       display_px:int=320, # on-screen size of the longer side
                      ):
     "An ipywidgets explorer: sliders for Felzenszwalb's scale, sigma and min_size, recomputing the superpixels live."
-    import ipywidgets as W
+    W = import_widgets('superpixel_widget')
     from semicontrast.superpixels import felzenszwalb_slice
     img = _as_slice(image2d, 'superpixel_widget')
     sc = W.IntSlider(value=int(scale), min=10, max=1000, step=10, description='scale', continuous_update=False)

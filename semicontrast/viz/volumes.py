@@ -28,6 +28,7 @@ def slice_viewer(image, # (Z,H,W) or (C,Z,H,W) volume
                  opacity:float=0.45, # of the label overlay
                  channel:int=0, # which channel of a multi-channel image to show
                  height:int=420,
+                 width:int=None, # figure width in pixels; None: sized to the slices (the panels keep the image's aspect)
                  max_slices:int=24, # at most this many slices on the slider (evenly spread, always with `z`); None: all
                  max_side:int=160, # larger slices are shown with a stride so the longer side is at most this
                 ) -> go.Figure:
@@ -68,6 +69,10 @@ def slice_viewer(image, # (Z,H,W) or (C,Z,H,W) volume
     note = f' ({len(ks)} of {Z} slices shown)' if len(ks) < Z else ''
     fig.update_layout(sliders=[dict(active=ks.index(int(z)), steps=steps, currentvalue={'prefix': f'slice z{note} = '}, pad={'t': 30})],
                       title=title, height=height, margin=dict(l=10, r=10, t=60 if title else 40, b=10))
+    if width is None:   # about 110 px below the panels hold the slider; the legend takes about 130 px on the right
+        panel_w = (height - (60 if title else 40) - 10 - 110) * W / H
+        width = min(980, max(360, round(len(panels) * panel_w * 1.08 + 20 + (130 if class_names is not None else 0))))
+    fig.update_layout(width=int(width), autosize=False)
     for col in range(1, len(panels) + 1):
         fig.update_yaxes(autorange='reversed', scaleanchor=f"x{'' if col == 1 else col}", showticklabels=False, row=1, col=col)
         fig.update_xaxes(showticklabels=False, row=1, col=col)
@@ -106,7 +111,7 @@ def volume_explorer(cases, # `Case` objects
                     display_px:int=320, # on-screen size of the longer side of a slice
                    ):
     "An ipywidgets explorer: pick a case and a slice, see the image with its label and prediction side by side."
-    import ipywidgets as W
+    W = import_widgets('volume_explorer')
     cases = {c.id: c for c in cases}
     if not cases: raise DataError("volume_explorer got no cases.")
     preds = preds or {}
