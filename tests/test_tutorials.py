@@ -4,6 +4,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from test_data import MONUSEG   # the project's shared MoNuSeg sample, wherever this clone is (test_data requires it)
 
 TUTORIALS = sorted((Path(__file__).resolve().parents[1]/'tutorials').glob('*.ipynb'))
 # lines a tutorial must print in smoke mode: the parts that run on data beside the embedded set
@@ -18,6 +19,8 @@ def test_there_are_tutorials():
 def test_tutorial_executes_in_smoke_mode(path, monkeypatch):
     monkeypatch.setenv('SEMICONTRAST_SMOKE', '1')
     monkeypatch.setenv('OMP_NUM_THREADS', '2')
+    if path.stem in MUST_PRINT:   # the notebook reads MONUSEG_PATH, as a user sets it
+        monkeypatch.setenv('MONUSEG_PATH', str(MONUSEG))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])]
