@@ -61,6 +61,7 @@ def cps_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabell
                 head:int=1, # classifier kernel: 1 (ours) or 3 (SSL4MIS's 3x3 out_conv, networks/unet.py)
                 init:str='kaiming', # starting weights: 'kaiming' (ours) or 'pytorch' (the layers' defaults, as SSL4MIS leaves them)
                 up:str='transpose', # decoder up-sampling: 'transpose' (ours), 'bilinear' or 'bilinear_corners' (SSL4MIS's, networks/unet.py)
+                split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training [D]; False: one pass, as SSL4MIS
                 model:nn.Module=None, # a two-stream network instead of a new `CPSNet`
                 loss_func:nn.Module=None, opt_func=Adam, lr:float=DEFAULTS['lr'], wd:float=1e-4, metrics=None, cbs=None, path='.',
                ) -> SegLearner:
@@ -70,7 +71,7 @@ def cps_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then unlabell
     if model is None: model = CPSNet(in_ch if in_ch is not None else channels_of(dls), n_classes, base=base, depth=depth, test_with=test_with,
                                      head=head, init=init, up=up)
     T, step = RAMPS[ramp]
-    cb = TwoStreamConsistency(cps_weight, rampup_iters=T, ramp_step=step, on_labelled=False, split_bn=False)
+    cb = TwoStreamConsistency(cps_weight, rampup_iters=T, ramp_step=step, on_labelled=False, split_bn=split_bn)
     return SegLearner(dls, model, loss_func=loss_func if loss_func is not None else DiceCELoss(), opt_func=opt_func, lr=lr, wd=wd,
                       metrics=metrics if metrics is not None else [ForegroundDice(n_classes)], cbs=with_guard([cb] + list(cbs or [])), path=path)
 
@@ -85,6 +86,6 @@ def _train(ctx):
 
 CPS = register(Method('cps', "SSL4MIS's cross pseudo supervision: two independent U-Nets, each taught by the other's pseudo-labels of the unlabelled half",
                       stages=(Stage('train', _train),),
-                      options=learner_options(cps_learner, 'cps_weight', 'ramp', 'test_with', 'head', 'init', 'up', cps_weight=dict(low=0),
+                      options=learner_options(cps_learner, 'cps_weight', 'ramp', 'test_with', 'split_bn', 'head', 'init', 'up', cps_weight=dict(low=0),
                                               ramp=dict(choices=tuple(RAMPS)), test_with=dict(choices=('a', 'ensemble')), **NET_CHOICES),
                       needs_unlabelled=True, learner=cps_learner))

@@ -131,7 +131,7 @@ def meanteacher_learner(dls:DataLoaders, # `two_stream_dls(...)`: labelled then 
                         consistency_start:int=1000, # no consistency before this iteration [SSL4MIS]
                         noise:float=0.1, # std of the Gaussian noise on the teacher's input [SSL4MIS]
                         noise_clip:float=0.2, # clip of that noise [SSL4MIS]
-                        split_bn:bool=False, # labelled and unlabelled items through BatchNorm apart in training (SSL4MIS: one pass)
+                        split_bn:bool=True, # labelled and unlabelled items through BatchNorm apart in training [D]; False: one pass, as SSL4MIS
                         head:int=1, # classifier kernel: 1 (ours) or 3 (SSL4MIS's 3x3 out_conv, networks/unet.py)
                         init:str='kaiming', # starting weights: 'kaiming' (ours) or 'pytorch' (the layers' defaults, as SSL4MIS leaves them)
                         up:str='transpose', # decoder up-sampling: 'transpose' (ours), 'bilinear' or 'bilinear_corners' (SSL4MIS's, networks/unet.py)

@@ -199,7 +199,7 @@ def test_cps_is_ssl4mis_cps(tmp_path):
     cases = synthetic_phantoms(4, seed=0)
     learn = cps_learner(two_stream_dls(cases[:2], cases[2:], [], Preprocess(size=(32, 32)), bs_labelled=2, bs_unlabelled=2), 3, base=4, depth=2)
     cb = learn.two_stream_consistency
-    assert (cb.on_labelled, cb.split_bn, cb.weak, cb.strong, cb.ramp, cb.ramp_step) == (False, False, None, None, 200, 150)
+    assert (cb.on_labelled, cb.split_bn, cb.weak, cb.strong, cb.ramp, cb.ramp_step) == (False, True, None, None, 200, 150)
     assert cb.weight(150 * 200) == pytest.approx(0.1) and cb.weight(2000) == pytest.approx(0.1 * math.exp(-5 * (1 - 13 / 200) ** 2))
 
 def test_medpy_definitions_against_brute_force():
@@ -274,16 +274,21 @@ def test_bilinear_corners_upsampling_is_ssl4mis_upblock():
     assert sum(p.numel() for p in UNet(1, 3, base=16, depth=4, head=3, up='bilinear_corners').parameters()) == ref_params
     with pytest.raises(ValueError, match='bilinear_corners'): UpBlock(4, 3, 3, up='nearest')
 
-def test_the_preset_builds_the_reference_unet(tmp_path, monkeypatch):
-    "ssl4mis-acdc builds supervised, cps and meanteacher's U-Nets as SSL4MIS does: a 3x3 classifier, 1x1 conv + corner-aligned bilinear up steps, PyTorch's default init (networks/unet.py)."
-    import fastai.learner
+class Stop(Exception): "Raised by a patched `Learner.fit` once it has looked at the learner a run built."
+
+@pytest.fixture
+def acdc_root(tmp_path):
+    "Eight phantom patients written in SSL4MIS's ACDC h5 layout (5 training, 1 validation, 2 test)."
     from semicontrast.data.acdc import write_acdc_h5
-    from semicontrast.models import UNet
     ph = synthetic_phantoms(8, seed=4)
     for i, c in enumerate(ph): c.id = c.patient = f'patient{i + 1:03d}'
-    root = write_acdc_h5(tmp_path/'acdc', train=ph[:5], val=ph[5:6], test=ph[6:])
-    seen = []
-    class Stop(Exception): pass
+    return write_acdc_h5(tmp_path/'acdc', train=ph[:5], val=ph[5:6], test=ph[6:])
+
+def test_the_preset_builds_the_reference_unet(tmp_path, monkeypatch, acdc_root):
+    "ssl4mis-acdc builds supervised, cps and meanteacher's U-Nets as SSL4MIS does: a 3x3 classifier, 1x1 conv + corner-aligned bilinear up steps, PyTorch's default init (networks/unet.py)."
+    import fastai.learner
+    from semicontrast.models import UNet
+    root, seen = acdc_root, []
     def fit(self, *a, **k):
         nets = [m for m in self.model.modules() if isinstance(m, UNet)]
         conv = [n.encoder.levels[1][1][0].weight for n in nets]   # a 3x3 convolution of each U-Net
@@ -300,6 +305,24 @@ def test_the_preset_builds_the_reference_unet(tmp_path, monkeypatch):
     with pytest.raises(Stop):   # without the preset: this package's defaults
         main(['run', 'supervised', '--smoke', '--quiet', '--data', str(root), '--out', str(tmp_path/'d')])
     assert seen[-1] == dict(n=1, heads={(1, 1)}, ups={'transpose'}, bounded=False)
+
+def test_batchnorm_one_pass_under_the_preset_groups_apart_by_default(tmp_path, monkeypatch, acdc_root):
+    "cps and meanteacher normalise the labelled and unlabelled items apart by default; ssl4mis-acdc makes SSL4MIS's one pass (train_cross_pseudo_supervision_2D.py:174), and the flag wins over both."
+    import fastai.learner
+    root, seen = acdc_root, []
+    def fit(self, *a, **k):
+        cb = getattr(self, 'two_stream_consistency', None) or self.mean_teacher
+        seen.append(cb.split_bn); raise Stop
+    monkeypatch.setattr(fastai.learner.Learner, 'fit', fit)
+    def run(method, *extra):
+        with pytest.raises(Stop):
+            main(['run', method, '--smoke', '--quiet', '--data', str(root), '--out', str(tmp_path/f'{method}{len(seen)}'), *extra])
+        return seen[-1]
+    for method in ('cps', 'meanteacher'):
+        assert run(method) is True, method
+        assert run(method, '--protocol', 'ssl4mis-acdc') is False, method
+        assert run(method, '--no-split-bn') is False, method
+        assert run(method, '--protocol', 'ssl4mis-acdc', '--split-bn') is True, method
 
 def test_every_run_hands_freed_memory_back(tmp_path, monkeypatch):
     "RunContext.fit adds ReleaseMemory: without it glibc keeps freed activations and the resident memory creeps up (callbacks notebook)."
