@@ -37,8 +37,8 @@ cases, info = load_dataset('hippocampus')
 split = make_split(cases, n_labelled=4, n_valid=0.1, n_test=0.3, seed=0)
 P = {p: split.cases(cases, p) for p in ('labelled','unlabelled','valid','test')}
 prep = auto_preprocess(cases, intensity=info.intensity)
-def report(tag, learn, t):
-    ev = evaluate(learn.model, P['test'], prep, info.n_classes)
+def report(tag, learn, t, pp=None):   # pp: the run's Preprocess when it is not `prep`
+    ev = evaluate(learn.model, P['test'], pp or prep, info.n_classes)
     print(tag, 'test dice %.3f' % ev['mean']['dice'], 'valid', [round(r['fg_dice'], 3) for r in history(learn)], '%.0fs' % (time.time()-t), flush=True)
 which = sys.argv[1:]
 if 'sup' in which:
@@ -108,8 +108,7 @@ for tag, kw, pp in [('mixed_minmax', {}, auto_preprocess(cases, intensity='minma
     dls = two_stream_dls(P['labelled'], P['unlabelled'], P['valid'], pp, 16, 16, augment=False, seed=0)
     l = supervised_learner(dls, n_classes=info.n_classes, **kw)
     with l.no_bar(), l.no_logging(): l.fit_one_cycle(2, 3e-3)
-    ev = evaluate(l.model, P['test'], pp, info.n_classes)
-    print(tag, 'test dice %.3f' % ev['mean']['dice'], 'valid', [round(r['fg_dice'], 3) for r in history(l)], '%.0fs' % (time.time()-t), flush=True)
+    report(tag, l, t, pp)
 if 'mixed_recalibrated' in which:   # the single-pass network, its BatchNorm statistics recomputed from chosen batches
     import copy
     set_seed(0); t=time.time()

@@ -60,11 +60,12 @@ def test_keeping_the_last_batch():
     assert len(supervised_dls(cases, [], p, bs=bs).train) == n // bs
     assert len(supervised_dls(cases, [], p, bs=bs, drop_last=False).train) == math.ceil(n / bs)
 
+class Stop(Exception): "Raised by a patched `Learner.fit` once it has looked at the learner a run built."
+
 def test_the_settings_reach_the_learner(tmp_path, monkeypatch):
     "--dice squared sets the loss's Dice form and --decay all decays BatchNorm and biases, at the moment the learner fits."
     import fastai.learner
     seen = {}
-    class Stop(Exception): pass
     def fit(self, *a, **k):
         seen.update(dice=self.loss_func.dice_form, decay_bn_bias=self.wd_bn_bias); raise Stop
     monkeypatch.setattr(fastai.learner.Learner, 'fit', fit)
@@ -274,8 +275,6 @@ def test_bilinear_corners_upsampling_is_ssl4mis_upblock():
     assert sum(p.numel() for p in UNet(1, 3, base=16, depth=4, head=3, up='bilinear_corners').parameters()) == ref_params
     with pytest.raises(ValueError, match='bilinear_corners'): UpBlock(4, 3, 3, up='nearest')
 
-class Stop(Exception): "Raised by a patched `Learner.fit` once it has looked at the learner a run built."
-
 @pytest.fixture
 def acdc_root(tmp_path):
     "Eight phantom patients written in SSL4MIS's ACDC h5 layout (5 training, 1 validation, 2 test)."
@@ -329,7 +328,6 @@ def test_every_run_hands_freed_memory_back(tmp_path, monkeypatch):
     import fastai.learner
     from semicontrast.callbacks import ReleaseMemory
     seen = []
-    class Stop(Exception): pass
     def fit(self, n_epoch, lr=None, wd=None, cbs=None, **k):
         seen.append([type(c).__name__ for c in (cbs or [])]); raise Stop
     monkeypatch.setattr(fastai.learner.Learner, 'fit', fit)
